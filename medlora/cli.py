@@ -1,0 +1,226 @@
+"""The ``medlora`` command: a thin Typer layer over the library. Flags override config.yaml values."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from medlora.config import MedloraConfig, load_config
+from medlora.errors import MedloraError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", "-c", help="config.yaml to read (default: ./config.yaml if present)")
+]
+PresetOpt = Annotated[str | None, typer.Option("--preset", help="a packaged preset layered on the config (demo)")]
+
+
+def _setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(message)s",
+                        handlers=[RichHandler(console=console, show_path=False, show_time=False)], force=True)
+    logging.getLogger("medlora").setLevel(logging.DEBUG if verbose else logging.INFO)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
+def _config(path: Path | None, preset: str | None, overrides: dict[str, Any]) -> MedloraConfig:
+    if path is None and Path("config.yaml").is_file():
+        path = Path("config.yaml")
+    return load_config(path, preset=preset).with_overrides(overrides)
+
+
+def _paths(cfg: MedloraConfig) -> tuple[Path, Path, Path]:
+    specialty = Path(cfg.data.specialty).stem
+    return (
+        Path(cfg.data.output_dir.format(specialty=specialty)),
+        Path(cfg.training.output_dir.format(specialty=specialty)),
+        Path(cfg.evaluation.output_dir.format(specialty=specialty)),
+    )
+
+
+def _run(fn: Any) -> Any:
+    """Print a MedloraError as one clean line and exit 2, instead of a traceback."""
+    try:
+        return fn()
+    except MedloraError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def prepare(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    specialty: Annotated[str | None, typer.Option(help="dermatology, cardiology, or a .txt term list")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="builtin | medquad:DIR | abstracts:CSV | hub:ID | file.jsonl")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="where the splits and manifest.json go")] = None,
+    max_records: Annotated[int | None, typer.Option(help="keep a seeded sample of at most this many")] = None,
+    seed: Annotated[int | None, typer.Option()] = None,
+    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="count malformed records instead of failing")] = False,
+) -> None:
+    """Build train/validation/test JSONL for a specialty from the configured sources."""
+    _setup_logging()
+    from medlora.data.prepare import prepare_dataset
+
+    cfg = _run(lambda: _config(config, preset, {
+        "data.specialty": specialty, "data.sources": source or None, "data.max_records": max_records,
+        "data.seed": seed, "data.skip_invalid": skip_invalid or None}))
+    data_dir = output_dir or _paths(cfg)[0]
+    report = _run(lambda: prepare_dataset(cfg.data, output_dir=data_dir))
+    _print_prepare_report(report)
+
+
+def _print_prepare_report(report: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"Prepared {report.specialty} QA data")
+    table.add_column("source")
+    table.add_column("records", justify="right")
+    table.add_column("license")
+    table.add_column("note")
+    for src in report.sources:
+        table.add_row(src.spec, str(src.records), src.license, src.note)
+    console.print(table)
+    if report.term_counts:
+        top = ", ".join(f"{t} {n}" for t, n in report.term_counts.most_common(15))
+        console.print(f"Terms that selected records (top 15): {top}")
+    for reason, count in report.dropped.items():
+        console.print(f"Dropped {count}: {reason}")
+    if report.invalid:
+        console.print(f"[yellow]Skipped {len(report.invalid)} invalid record(s)[/]; first: {report.invalid[0]}")
+    counts = ", ".join(f"{k} {v} ({report.split_groups[k]} groups)" for k, v in report.split_counts.items())
+    console.print(f"Splits: {counts}\nWritten to {report.output_dir} (manifest: {report.manifest_path})")
+
+
+@app.command()
+def train(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    data_dir: Annotated[Path | None, typer.Option(help="prepared splits (default from config)")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="adapter directory to write")] = None,
+    model: Annotated[str | None, typer.Option(help="base model: embedded:..., a hub id or a local dir")] = None,
+    epochs: Annotated[float | None, typer.Option("--epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch_size", "--batch-size")] = None,
+    gradient_accumulation_steps: Annotated[int | None, typer.Option("--grad_accum", "--gradient-accumulation-steps")] = None,
+    learning_rate: Annotated[float | None, typer.Option("--lr", "--learning-rate")] = None,
+    max_train_samples: Annotated[int | None, typer.Option()] = None,
+    max_length: Annotated[int | None, typer.Option()] = None,
+    specialty: Annotated[str | None, typer.Option()] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint")] = False,
+) -> None:
+    """Train a LoRA adapter (defaults: the original note's recipe)."""
+    _setup_logging()
+    from medlora.training.trainer import train_adapter
+
+    cfg = _run(lambda: _config(config, preset, {
+        "models.llm.name": model, "training.epochs": epochs, "training.batch_size": batch_size,
+        "training.gradient_accumulation_steps": gradient_accumulation_steps,
+        "training.learning_rate": learning_rate, "training.max_train_samples": max_train_samples,
+        "training.max_length": max_length, "data.specialty": specialty}))
+    default_data, default_adapter, _ = _paths(cfg)
+    result = _run(lambda: train_adapter(cfg, data_dir or default_data, output_dir or default_adapter, resume=resume))
+    console.print(
+        f"trainable params: {result.trainable_params:,} || all params: {result.total_params:,} || "
+        f"trainable%: {result.trainable_percent:.4f}\n"
+        f"train loss {result.train_loss:.4f}, validation loss "
+        f"{result.eval_loss if result.eval_loss is None else round(result.eval_loss, 4)}, "
+        f"{result.seconds:.0f} s ({result.train_tokens / max(result.seconds, 1e-9):.0f} tokens/s)\n"
+        f"Adapter saved to {result.adapter_dir}"
+    )
+
+
+@app.command()
+def evaluate(
+    config: ConfigOpt = None,
+    preset: PresetOpt = None,
+    data_dir: Annotated[Path | None, typer.Option()] = None,
+    adapter: Annotated[Path | None, typer.Option("--adapter", help="adapter directory")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="where report.json / report.md go")] = None,
+    max_samples: Annotated[int | None, typer.Option()] = None,
+    max_new_tokens: Annotated[int | None, typer.Option()] = None,
+    specialty: Annotated[str | None, typer.Option()] = None,
+    gate: Annotated[bool, typer.Option("--gate", help="exit 1 when the adapter misses the configured margins")] = False,
+) -> None:
+    """Compare base vs adapter on the held-out test split."""
+    _setup_logging()
+    from medlora.evaluation.evaluate import evaluate_adapter
+    from medlora.evaluation.report import print_table
+
+    cfg = _run(lambda: _config(config, preset, {
+        "evaluation.max_samples": max_samples, "evaluation.max_new_tokens": max_new_tokens,
+        "data.specialty": specialty}))
+    default_data, default_adapter, default_reports = _paths(cfg)
+    report = _run(lambda: evaluate_adapter(cfg, data_dir or default_data, adapter or default_adapter,
+                                           output_dir or default_reports))
+    print_table(report.to_json(), console)
+    console.print(f"Reports written to {output_dir or default_reports}")
+    if gate and report.gate and not report.gate.passed:
+        console.print("[bold red]Quality gate failed:[/] " + "; ".join(report.gate.failures))
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    config: ConfigOpt = None,
+    full: Annotated[bool, typer.Option("--full", help="the original note's full recipe instead of the demo preset")] = False,
+    specialties: Annotated[str, typer.Option(help="comma-separated specialties to train")] = "dermatology",
+) -> None:
+    """Prepare, train and evaluate from nothing, then print where everything is."""
+    _setup_logging()
+    from medlora.data.prepare import prepare_dataset
+    from medlora.evaluation.evaluate import evaluate_adapter
+    from medlora.evaluation.report import print_table
+    from medlora.training.trainer import train_adapter
+
+    preset = None if full else "demo"
+    started = time.perf_counter()
+    summary = []
+    for specialty in [s.strip() for s in specialties.split(",") if s.strip()]:
+        cfg = _run(lambda: _config(config, preset, {"data.specialty": specialty}))  # noqa: B023
+        console.rule(f"[bold]{specialty}: {'full recipe' if full else 'DEMO PRESET'}")
+        if not full:
+            t = cfg.training
+            console.print(
+                f"Demo preset: {t.max_train_samples} training examples, max length {t.max_length}, "
+                f"{t.epochs:g} epoch(s), batch {t.batch_size} x grad-accum {t.gradient_accumulation_steps}, "
+                f"{cfg.evaluation.max_samples} test questions. `medlora demo --full` runs the full recipe.")
+        data_dir, adapter_dir, report_dir = _paths(cfg)
+        report = _run(lambda: prepare_dataset(cfg.data, output_dir=data_dir))  # noqa: B023
+        _print_prepare_report(report)
+        result = _run(lambda: train_adapter(cfg, data_dir, adapter_dir))  # noqa: B023
+        console.print(f"trainable params: {result.trainable_params:,} / {result.total_params:,} "
+                      f"({result.trainable_percent:.3f} %), {result.seconds:.0f} s")
+        evaluation = _run(lambda: evaluate_adapter(cfg, data_dir, adapter_dir, report_dir))  # noqa: B023
+        print_table(evaluation.to_json(), console)
+        summary.append((specialty, data_dir, adapter_dir, report_dir))
+    console.rule("[bold green]Done")
+    for specialty, data_dir, adapter_dir, report_dir in summary:
+        console.print(f"{specialty}: data {data_dir}  adapter {adapter_dir}  report {report_dir / 'report.md'}")
+    console.print(f"Total time {time.perf_counter() - started:.0f} s")
+
+
+def run_subcommand(name: str, argv: list[str] | None = None) -> None:
+    """Entry point for the scripts/ wrappers: ``scripts/train_lora_adapter.py --epochs 3`` == ``medlora train``."""
+    command = typer.main.get_command(app)
+    command.main(args=[name, *(sys.argv[1:] if argv is None else argv)], prog_name=f"medlora {name}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()
+

@@ -1,0 +1,1 @@
+"""Sources → records → splits: everything that turns raw medical text into training JSONL."""

@@ -1,0 +1,1 @@
+"""Readers, one per source format. Each yields :class:`~medlora.data.records.QARecord` objects."""

@@ -1,0 +1,1 @@
+"""Base vs adapter: generation, pluggable metrics, comparison reports and the quality gate."""

@@ -1,0 +1,208 @@
+"""``medlora train``: PEFT LoRA on a base model with the HF Trainer, saved atomically in the PEFT layout."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+from medlora.config import MedloraConfig
+from medlora.data.prepare import load_manifest, load_split
+from medlora.fsutil import atomic_directory
+from medlora.models.loading import LoadedModel, load_from_config
+from medlora.models.quantization import is_quantized
+from medlora.training.encoding import IGNORE_INDEX, build_dataset
+from medlora.training.lora import build_lora_config
+from medlora.training.model_card import write_metadata
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    adapter_dir: Path
+    trainable_params: int
+    total_params: int
+    train_loss: float | None
+    eval_loss: float | None
+    seconds: float
+    train_tokens: int
+
+    @property
+    def trainable_percent(self) -> float:
+        return 100.0 * self.trainable_params / max(self.total_params, 1)
+
+
+def _precision_flags() -> dict[str, bool]:
+    """fp16/bf16 only on CUDA; on CPU always fp32 (no native bf16 here, it runs orders of magnitude slower)."""
+    if not torch.cuda.is_available():
+        return {"bf16": False, "fp16": False}
+    if torch.cuda.is_bf16_supported():
+        return {"bf16": True, "fp16": False}
+    return {"bf16": False, "fp16": True}
+
+
+def checkpoint_dir_for(adapter_dir: Path) -> Path:
+    return adapter_dir.with_name(adapter_dir.name + ".checkpoints")
+
+
+def save_loss_curve(log_history: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [(e["step"], e["loss"]) for e in log_history if "loss" in e]
+    evals = [(e["step"], e["eval_loss"]) for e in log_history if "eval_loss" in e]
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    if train:
+        ax.plot(*zip(*train, strict=True), label="train loss", marker=".")
+    if evals:
+        ax.plot(*zip(*evals, strict=True), label="validation loss", marker="o")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("loss (answer tokens)")
+    ax.set_title("LoRA training")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def train_adapter(
+    cfg: MedloraConfig,
+    data_dir: str | Path,
+    adapter_dir: str | Path,
+    *,
+    resume: bool = False,
+    loaded: LoadedModel | None = None,
+) -> TrainResult:
+    """Train a LoRA adapter on ``data_dir``'s train split and save it to ``adapter_dir``."""
+    tcfg = cfg.training
+    adapter_dir = Path(adapter_dir)
+    loaded = loaded or load_from_config(cfg.models.llm)
+    model, tokenizer, spec = loaded.model, loaded.tokenizer, loaded.spec
+    if is_quantized(model):
+        model = prepare_model_for_kbit_training(model)
+    peft_model = get_peft_model(model, build_lora_config(tcfg, spec))
+    trainable, total = peft_model.get_nb_trainable_parameters()
+    log.info("trainable params: %s || all params: %s || trainable%%: %.4f", f"{trainable:,}", f"{total:,}",
+             100 * trainable / total)
+
+    train_records = load_split(data_dir, "train")[: tcfg.max_train_samples]
+    val_records = load_split(data_dir, "validation")[: tcfg.max_eval_samples]
+    train_ds = build_dataset(train_records, tokenizer, spec, tcfg.max_length)
+    val_ds = build_dataset(val_records, tokenizer, spec, tcfg.max_length) if val_records else None
+    train_tokens = int(sum(len(ids) for ids in train_ds["input_ids"]) * tcfg.epochs)
+
+    checkpoints = checkpoint_dir_for(adapter_dir)
+    args = TrainingArguments(
+        output_dir=str(checkpoints),
+        num_train_epochs=tcfg.epochs,
+        per_device_train_batch_size=tcfg.batch_size,
+        per_device_eval_batch_size=tcfg.batch_size,
+        gradient_accumulation_steps=tcfg.gradient_accumulation_steps,
+        learning_rate=tcfg.learning_rate,
+        warmup_steps=tcfg.warmup_ratio,  # a float below 1 is a ratio of total steps in transformers 5
+        max_grad_norm=tcfg.max_grad_norm,
+        logging_steps=tcfg.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=tcfg.save_steps,
+        save_total_limit=2,
+        eval_strategy="epoch" if val_ds is not None else "no",
+        report_to=[],
+        seed=tcfg.seed,
+        label_names=["labels"],
+        remove_unused_columns=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        use_cpu=not torch.cuda.is_available(),
+        **_precision_flags(),
+    )
+    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    trainer = Trainer(
+        model=peft_model,
+        args=args,
+        data_collator=collator,
+        train_dataset=train_ds,
+        eval_dataset=val_ds,
+        processing_class=tokenizer,
+    )
+    started = time.perf_counter()
+    resume_from = resume and checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
+    output = trainer.train(resume_from_checkpoint=True if resume_from else None)
+    seconds = time.perf_counter() - started
+    eval_loss = trainer.evaluate()["eval_loss"] if val_ds is not None else None
+
+    result = TrainResult(adapter_dir, trainable, total, output.training_loss, eval_loss, seconds, train_tokens)
+    save_adapter(peft_model, loaded, cfg, data_dir, adapter_dir, trainer.state.log_history, result)
+    return result
+
+
+def save_adapter(
+    peft_model: PeftModel,
+    loaded: LoadedModel,
+    cfg: MedloraConfig,
+    data_dir: str | Path,
+    adapter_dir: Path,
+    log_history: list[dict[str, Any]],
+    result: TrainResult,
+) -> None:
+    """Write the PEFT layout plus card, log and curve into a staging dir, then swap it into place."""
+    tcfg = cfg.training
+    manifest = load_manifest(data_dir)
+    with atomic_directory(adapter_dir) as staging:
+        peft_model.save_pretrained(staging, safe_serialization=True)
+        # Record the base by its public id so vLLM/LoRAX/PEFT users know what to load it on.
+        adapter_config_path = staging / "adapter_config.json"
+        adapter_config = json.loads(adapter_config_path.read_text(encoding="utf-8"))
+        adapter_config["base_model_name_or_path"] = loaded.source.base_model_id
+        adapter_config_path.write_text(json.dumps(adapter_config, indent=2), encoding="utf-8")
+        (staging / "training_log.json").write_text(
+            json.dumps({"log_history": log_history, "result": _result_summary(result)}, indent=2), encoding="utf-8"
+        )
+        save_loss_curve(log_history, staging / "loss_curve.png")
+        metadata = {
+            "specialty": manifest.get("specialty", cfg.data.specialty),
+            "base_model": {
+                "id": loaded.source.base_model_id,
+                "name": loaded.source.name,
+                "model_type": loaded.spec.model_type,
+                "is_encoder_decoder": loaded.spec.is_encoder_decoder,
+            },
+            "parameters": {
+                "trainable": result.trainable_params,
+                "total": result.total_params,
+                "trainable_percent": result.trainable_percent,
+            },
+            "hyperparameters": {
+                "r": tcfg.lora_r, "lora_alpha": tcfg.lora_alpha, "lora_dropout": tcfg.lora_dropout,
+                "target_modules": ",".join(tcfg.target_modules or loaded.spec.target_modules),
+                "epochs": tcfg.epochs, "batch_size": tcfg.batch_size,
+                "gradient_accumulation_steps": tcfg.gradient_accumulation_steps,
+                "learning_rate": tcfg.learning_rate, "warmup_ratio": tcfg.warmup_ratio,
+                "max_grad_norm": tcfg.max_grad_norm, "max_length": tcfg.max_length,
+                "max_train_samples": tcfg.max_train_samples, "seed": tcfg.seed,
+            },
+            "training": _result_summary(result),
+            "data": {k: manifest.get(k) for k in ("dataset_hash", "counts", "sources", "filters")},
+        }
+        write_metadata(staging, metadata)
+
+
+def _result_summary(result: TrainResult) -> dict[str, Any]:
+    return {
+        "train_loss": round(result.train_loss, 4) if result.train_loss is not None else None,
+        "validation_loss": round(result.eval_loss, 4) if result.eval_loss is not None else None,
+        "seconds": round(result.seconds, 1),
+        "train_tokens": result.train_tokens,
+        "tokens_per_second": round(result.train_tokens / max(result.seconds, 1e-9), 1),
+        "device": "cuda" if torch.cuda.is_available() else "cpu",
+    }

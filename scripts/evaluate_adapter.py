@@ -1,0 +1,7 @@
+#!/usr/bin/env python3
+"""Same as `medlora evaluate` (kept under the name the original design note uses). Run with --help for the flags."""
+
+from medlora.cli import run_subcommand
+
+if __name__ == "__main__":
+    run_subcommand("evaluate")

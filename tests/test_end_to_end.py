@@ -1,0 +1,71 @@
+"""prepare → train → save → reload → evaluate on tiny random T5 and Llama models."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from peft import PeftModel
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+from medlora.config import MedloraConfig
+from medlora.data.prepare import prepare_dataset
+from medlora.evaluation.evaluate import evaluate_adapter
+from medlora.training.trainer import train_adapter
+
+
+def _config(model_dir, qa_jsonl, tmp_path) -> MedloraConfig:
+    terms = tmp_path / "tiny.txt"
+    terms.write_text("condition\n", encoding="utf-8")
+    return MedloraConfig().with_overrides({
+        "models.llm.name": str(model_dir),
+        "data.specialty": str(terms),
+        "data.sources": [str(qa_jsonl)],
+        "data.test_fraction": 0.2,
+        "training.epochs": 1,
+        "training.batch_size": 4,
+        "training.gradient_accumulation_steps": 1,
+        "training.max_length": 64,
+        "training.save_steps": 5,
+        "evaluation.max_new_tokens": 8,
+        "evaluation.batch_size": 4,
+    })
+
+
+@pytest.mark.parametrize("arch", ["llama", "t5"])
+def test_prepare_train_reload_evaluate(arch, tiny_llama_dir, tiny_t5_dir, qa_jsonl, tmp_path):
+    model_dir = tiny_llama_dir if arch == "llama" else tiny_t5_dir
+    cfg = _config(model_dir, qa_jsonl, tmp_path)
+    data_dir, adapter_dir, report_dir = tmp_path / "data", tmp_path / "adapter", tmp_path / "reports"
+
+    report = prepare_dataset(cfg.data, output_dir=data_dir)
+    assert sum(report.split_counts.values()) == 40
+    result = train_adapter(cfg, data_dir, adapter_dir)
+
+    for name in ("adapter_config.json", "adapter_model.safetensors", "README.md", "training_log.json",
+                 "loss_curve.png", "medlora.json"):
+        assert (adapter_dir / name).is_file(), name
+    assert not list(tmp_path.glob(".adapter.staging-*")), "staging directory left behind"
+    adapter_config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    expected_targets = {"q", "v"} if arch == "t5" else {"q_proj", "v_proj"}
+    assert set(adapter_config["target_modules"]) == expected_targets
+    assert adapter_config["r"] == 8 and adapter_config["lora_alpha"] == 32
+    assert 0 < result.trainable_params < result.total_params
+    log = json.loads((adapter_dir / "training_log.json").read_text())
+    assert any("eval_loss" in entry for entry in log["log_history"]), "no validation loss was logged"
+
+    # Plain PEFT loads it, and the LoRA weights are not a no-op (B matrices moved away from zero).
+    cls = AutoModelForSeq2SeqLM if arch == "t5" else AutoModelForCausalLM
+    reloaded = PeftModel.from_pretrained(cls.from_pretrained(model_dir), str(adapter_dir))
+    lora_b = [p for n, p in reloaded.named_parameters() if "lora_B" in n]
+    assert lora_b and any(torch.count_nonzero(p) > 0 for p in lora_b)
+
+    evaluation = evaluate_adapter(cfg, data_dir, adapter_dir, report_dir)
+    assert set(evaluation.variants) == {"base", "adapter"}
+    for variant in evaluation.variants.values():
+        assert 0.0 <= variant["bleu"] <= 1.0 and 0.0 <= variant["rouge_l"] <= 1.0
+        assert variant["latency_mean_s"] > 0
+    assert (report_dir / "report.json").is_file() and (report_dir / "report.md").is_file()
+    card = (adapter_dir / "README.md").read_text()
+    assert "ROUGE-L" in card and "Medical disclaimer" in card
