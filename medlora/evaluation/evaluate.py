@@ -17,7 +17,7 @@ from medlora.config import MedloraConfig
 from medlora.data.prepare import load_manifest, load_split
 from medlora.data.records import QARecord
 from medlora.errors import AdapterMismatchError, MedloraError
-from medlora.evaluation.generate import Generation, generate_answers
+from medlora.models.generation import Generation, generate_answers
 from medlora.evaluation.metrics import EvalSample, get_metric
 from medlora.evaluation.report import render_markdown, write_reports
 from medlora.fsutil import atomic_directory

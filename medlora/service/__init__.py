@@ -1,0 +1,1 @@
+"""The clinic bot: LLMService, adapters registry, routing and retrieval."""
