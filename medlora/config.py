@@ -109,6 +109,13 @@ class ServiceConfig(_Strict):
     retrieval: bool = True
     top_k_sources: int = Field(3, ge=0)
     admin_token_env: str = "MEDLORA_ADMIN_TOKEN"
+    # adapter="auto": below this top-class probability the question goes to the base model instead.
+    routing_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    # The server collects concurrent requests this long, then answers them in one mixed-adapter batch.
+    batch_window_ms: int = Field(10, ge=0)
+    max_batch_size: int = Field(8, ge=1)
+    # Question text stays out of logs unless an operator opts in (patient data).
+    log_questions: bool = False
 
 
 class MedloraConfig(_Strict):

@@ -24,14 +24,27 @@ class EvalSample:
 
 
 class Metric:
-    """A corpus-level score in [0, 1] (higher is better unless ``higher_is_better`` is False)."""
+    """A corpus-level score in [0, 1] (higher is better unless ``higher_is_better`` is False).
+
+    ``task`` says which samples the metric scores: ``"qa"`` the held-out questions answered plainly,
+    ``"vignette"`` the diagnostic vignettes, ``"cited"`` the questions answered with retrieved sources.
+    ``display`` says how reports show it, like the original note: ``"score"`` (0.42), ``"percent"`` (45 %)
+    or ``"count"``. ``compute`` returns ``None`` when nothing in ``samples`` can be scored (no vignettes, no
+    reference terms, no citations...); reports then show "–" and the quality gate calls it "not measured".
+    """
 
     name: ClassVar[str]
     label: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
+    task: ClassVar[str] = "qa"
+    display: ClassVar[str] = "score"
 
-    def compute(self, samples: Sequence[EvalSample]) -> float:
+    def compute(self, samples: Sequence[EvalSample]) -> float | None:
         raise NotImplementedError
+
+
+def mean_or_none(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
 
 
 METRICS: dict[str, type[Metric]] = {}

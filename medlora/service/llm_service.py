@@ -1,0 +1,602 @@
+"""The clinic bot: one base model, many swappable LoRA adapters, cited answers.
+
+Design choices, and why:
+
+- **One base in memory, adapters as PEFT modules on it.** An adapter is a few MB, so any number can be
+  resident; a request picks one by name (``adapter_names=`` in PEFT), which also lets one forward batch
+  serve several specialties at once (:meth:`LLMService.answer_batch`).
+- **Retrieval first, then generation.** The top-k sources go into the prompt numbered ``[1]..[k]``; the answer
+  ends with exactly those sources, and any ``[n]`` the model invents outside 1..k is removed — a citation a
+  reader cannot open is worse than none.
+- **One lock around the model.** PEFT's per-request adapter selection works through forward hooks, so two
+  generations must never overlap on one model; concurrency comes from batching, not from threads.
+- **No question text in logs** unless ``service.log_questions`` is set: questions are patient data.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from peft import PeftModel
+from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+from medlora import MEDICAL_DISCLAIMER
+from medlora.config import MedloraConfig
+from medlora.errors import MedloraError
+from medlora.evaluation.evaluate import check_adapter_base
+from medlora.fsutil import atomic_directory
+from medlora.models.generation import generate_batch
+from medlora.models.loading import LoadedModel, load_base_model, load_from_config
+from medlora.models.prompts import build_prompt
+from medlora.service.registry import (
+    AUTO_NAME,
+    BASE_NAME,
+    AdapterInfo,
+    AdapterNotFoundError,
+    describe_adapter,
+    scan_adapters_dir,
+)
+from medlora.service.retrieval import Retrieved, SourceIndex
+from medlora.service.routing import RouteDecision, SpecialtyRouter, build_router, builtin_specialties
+from medlora.training.encoding import prompt_uses_special_tokens
+
+log = logging.getLogger(__name__)
+
+PEFT_BASE = "__base__"  # PEFT's name for "no adapter" inside a mixed ``adapter_names`` batch
+
+
+# --------------------------------------------------------------------------------------------- citations
+
+_CITATION = re.compile(r"^\[\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*\]$")
+_NUMBER = re.compile(r"\d{1,3}")
+_MAX_MARKER = 16  # longer than any citation marker; beyond it a bracket is plain text
+
+
+@dataclass(frozen=True)
+class CitedSource:
+    """A retrieved source as a reader sees it: its number in the prompt, title, link and snippet."""
+
+    number: int
+    title: str
+    url: str
+    text: str
+    source_id: str
+    corpus: str
+    license: str
+    score: float
+
+    @classmethod
+    def from_retrieved(cls, number: int, retrieved: Retrieved) -> CitedSource:
+        source = retrieved.source
+        return cls(number, source.title, source.url, source.text, source.source_id, source.corpus,
+                   source.license, round(retrieved.score, 4))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "number": self.number, "title": self.title, "url": self.url, "text": self.text,
+            "source_id": self.source_id, "corpus": self.corpus, "license": self.license, "score": self.score,
+        }
+
+
+def sources_block(sources: Sequence[CitedSource]) -> str:
+    """The numbered ``Sources:`` list that ends a cited answer; empty when nothing was retrieved."""
+    if not sources:
+        return ""
+    lines = ["Sources:"]
+    lines += [f"[{s.number}] {s.title}" + (f" — {s.url}" if s.url else "") for s in sources]
+    return "\n".join(lines)
+
+
+class CitationFilter:
+    """Drop ``[n]`` markers whose numbers were not retrieved (outside 1..``count``), piece by piece.
+
+    ``feed`` returns the text safe to show now and holds back an unfinished ``[...``; ``flush`` returns what is
+    still held at the end. Feeding token by token gives the same text as :meth:`apply` on the whole answer,
+    so streamed and non-streamed answers agree.
+    """
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._held = ""
+
+    def _resolve(self, marker: str) -> str:
+        if not _CITATION.match(marker):
+            return marker
+        numbers = [int(n) for n in _NUMBER.findall(marker)]
+        kept = list(dict.fromkeys(n for n in numbers if 1 <= n <= self.count))
+        if kept == numbers:
+            return marker
+        return "".join(f"[{n}]" for n in kept)
+
+    def feed(self, text: str) -> str:
+        out: list[str] = []
+        for char in text:
+            if not self._held:
+                if char == "[":
+                    self._held = "["
+                else:
+                    out.append(char)
+                continue
+            self._held += char
+            if char == "]":
+                out.append(self._resolve(self._held))
+                self._held = ""
+            elif char == "[":  # a new bracket: the old one was plain text
+                out.append(self._held[:-1])
+                self._held = "["
+            elif not (char.isdigit() or char in " ,;") or len(self._held) > _MAX_MARKER:
+                out.append(self._held)
+                self._held = ""
+        return "".join(out)
+
+    def flush(self) -> str:
+        held, self._held = self._held, ""
+        return held
+
+    def apply(self, text: str) -> str:
+        return self.feed(text) + self.flush()
+
+
+# ------------------------------------------------------------------------------------------------ answers
+
+
+@dataclass
+class Answer:
+    """A finished answer. ``text`` is ``body`` followed by the numbered ``Sources:`` list."""
+
+    text: str
+    sources: list[CitedSource]
+    adapter: str  # the adapter that answered, or "base"
+    timings: dict[str, float]
+    disclaimer: str = MEDICAL_DISCLAIMER
+    body: str = ""
+    route: RouteDecision | None = None  # set when adapter="auto" chose
+
+    @property
+    def full_text(self) -> str:
+        """What a plain chat client shows: answer, sources and the disclaimer."""
+        return f"{self.text}\n\n{self.disclaimer}"
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "text": self.text, "body": self.body, "adapter": self.adapter, "timings": self.timings,
+            "disclaimer": self.disclaimer, "sources": [s.to_json() for s in self.sources],
+        }
+        if self.route is not None:
+            data["route"] = {"adapter": self.route.adapter or BASE_NAME, "probability": self.route.probability}
+        return data
+
+
+def _compose(body: str, sources: list[CitedSource]) -> str:
+    block = sources_block(sources)
+    if not block:
+        return body
+    return f"{body}\n\n{block}" if body else block
+
+
+class _Cancelled(StoppingCriteria):
+    """Stops a streamed generation when its reader went away (a closed browser tab)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class AnswerStream:
+    """Iterate to get the answer's text as it is generated; :attr:`answer` is the finished :class:`Answer`.
+
+    ``adapter`` and ``sources`` are known before the first token, so a UI can show them early.
+    """
+
+    def __init__(self, service: LLMService, prompt: str, adapter: str | None, route: RouteDecision | None,
+                 sources: list[CitedSource], max_new_tokens: int, started: float, retrieval_s: float) -> None:
+        self._service = service
+        self._prompt = prompt
+        self._peft_adapter = adapter
+        self.adapter = adapter or BASE_NAME
+        self.route = route
+        self.sources = sources
+        self._max_new_tokens = max_new_tokens
+        self._started = started
+        self._retrieval_s = retrieval_s
+        self._cancel = threading.Event()
+        self.answer: Answer | None = None
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def __iter__(self) -> Iterator[str]:
+        service = self._service
+        loaded = service.loaded_model
+        tokenizer = loaded.tokenizer
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        errors: list[BaseException] = []
+        counts = {"new_tokens": 0, "generation_s": 0.0}
+
+        def run() -> None:
+            try:
+                with service._lock:
+                    model = service.generation_model
+                    add_special = prompt_uses_special_tokens(tokenizer, loaded.spec)
+                    inputs = tokenizer([self._prompt], return_tensors="pt", add_special_tokens=add_special)
+                    inputs = inputs.to(next(model.parameters()).device)
+                    kwargs: dict[str, Any] = {}
+                    if service.has_adapters:
+                        kwargs["adapter_names"] = [self._peft_adapter or PEFT_BASE]
+                    began = time.perf_counter()
+                    with torch.inference_mode():
+                        output = model.generate(
+                            **inputs, max_new_tokens=self._max_new_tokens, do_sample=False, num_beams=1,
+                            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                            streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancelled(self._cancel)]),
+                            **kwargs,
+                        )
+                    counts["generation_s"] = time.perf_counter() - began
+                    prompt_len = 0 if loaded.spec.is_encoder_decoder else inputs["input_ids"].shape[1]
+                    counts["new_tokens"] = int(output.shape[1] - prompt_len)
+            except BaseException as err:  # noqa: BLE001 - re-raised in the reader's thread below
+                errors.append(err)
+                streamer.end()
+
+        worker = threading.Thread(target=run, name="medlora-stream", daemon=True)
+        worker.start()
+        citations = CitationFilter(len(self.sources))
+        pieces: list[str] = []
+        leading = True
+        try:
+            for piece in streamer:
+                text = citations.feed(piece)
+                if leading:  # the non-streamed answer is stripped; strip the stream's start the same way
+                    text = text.lstrip()
+                    leading = not text
+                if text:
+                    pieces.append(text)
+                    yield text
+            tail = citations.flush()
+            if leading:
+                tail = tail.lstrip()
+            if tail:
+                pieces.append(tail)
+                yield tail
+        finally:
+            if worker.is_alive() and not errors:
+                # The reader stopped early (GeneratorExit): stop generating and free the model.
+                self._cancel.set()
+            worker.join()
+        if errors:
+            raise errors[0]
+        body = "".join(pieces).strip()
+        total = time.perf_counter() - self._started
+        self.answer = Answer(
+            text=_compose(body, self.sources), body=body, sources=self.sources, adapter=self.adapter,
+            route=self.route,
+            timings={"retrieval_s": round(self._retrieval_s, 4), "generation_s": round(counts["generation_s"], 4),
+                     "total_s": round(total, 4), "new_tokens": counts["new_tokens"], "batch_size": 1},
+        )
+        service._log_answered(1, [self.adapter], total)
+
+
+# ------------------------------------------------------------------------------------------------ service
+
+
+class LLMService:
+    """Load the base and its adapters, route, retrieve, and answer (batched or streamed).
+
+    ``index`` (a :class:`SourceIndex`) and ``router`` may be injected, mostly for tests; otherwise the default
+    source index is built or loaded from the cache on :meth:`load_model`, and the router is trained from the
+    loaded adapters' questions on the first ``adapter="auto"``.
+    """
+
+    def __init__(self, config: MedloraConfig, *, index: SourceIndex | None = None,
+                 router: SpecialtyRouter | None = None) -> None:
+        self.config = config
+        self._lock = threading.RLock()
+        self._loaded: LoadedModel | None = None
+        self._peft: PeftModel | None = None
+        self._adapters: dict[str, AdapterInfo] = {}
+        self._default = AUTO_NAME
+        self._index = index
+        self._index_ready = index is not None
+        self._router = router
+        self._router_fixed = router is not None
+        self._router_stale = router is None
+
+    # ------------------------------------------------------------------ model and adapters
+
+    def load_model(self) -> None:
+        """Load ``models.llm``: the base, the configured adapter, and every adapter under ``adapters_dir``.
+
+        The configured adapter (``use_medical_adapter`` + ``adapter_path``) must load: a mismatch is an error.
+        Adapters found by scanning are skipped with a warning when they cannot load (another base, pickle
+        weights), so one stray directory does not take the bot down.
+        """
+        llm = self.config.models.llm
+        started = time.perf_counter()
+        with self._lock:
+            self._loaded = load_from_config(llm)
+            self._peft = None
+            self._adapters = {}
+        configured: Path | None = None
+        if llm.use_medical_adapter and llm.adapter_path:
+            configured = Path(llm.adapter_path)
+            info = self.load_adapter(None, configured)
+            self._default = info.name
+        for path in scan_adapters_dir(Path(llm.adapters_dir)):
+            if configured is not None and path.resolve() == configured.resolve():
+                continue
+            try:
+                self.load_adapter(None, path)
+            except MedloraError as err:
+                log.warning("skipping adapter %s: %s", path, err)
+        self._ensure_index()
+        log.info("loaded %s with adapters [%s] in %.1f s", self.loaded_model.source.base_model_id,
+                 ", ".join(self._adapters), time.perf_counter() - started)
+
+    @property
+    def loaded_model(self) -> LoadedModel:
+        if self._loaded is None:
+            raise MedloraError("no model loaded: call LLMService.load_model() first")
+        return self._loaded
+
+    @property
+    def generation_model(self) -> Any:
+        """The model to call ``generate`` on: the PEFT wrapper when adapters are loaded, else the base."""
+        return self._peft if self._peft is not None else self.loaded_model.model
+
+    @property
+    def has_adapters(self) -> bool:
+        return self._peft is not None
+
+    @property
+    def base_model_id(self) -> str:
+        return self.loaded_model.source.base_model_id
+
+    def load_adapter(self, name: str | None, path: str | Path) -> AdapterInfo:
+        """Load the adapter at ``path`` as ``name`` (default: its specialty or directory name).
+
+        Refuses a pickle-only adapter, an adapter of another base model, and a name already in use.
+        """
+        path = Path(path)
+        info = describe_adapter(path, name)
+        with self._lock:
+            loaded = self.loaded_model
+            check_adapter_base(path, loaded)
+            if info.name in self._adapters:
+                raise MedloraError(f"an adapter named '{info.name}' is already loaded; unload it first or "
+                                   "choose another name")
+            try:
+                if self._peft is None:
+                    self._peft = PeftModel.from_pretrained(loaded.model, str(info.path), adapter_name=info.name)
+                else:
+                    self._peft.load_adapter(str(info.path), adapter_name=info.name)
+            except (ValueError, KeyError, RuntimeError, OSError) as err:
+                raise MedloraError(f"{path}: PEFT could not load this adapter on {self.base_model_id}: "
+                                   f"{str(err).splitlines()[0][:300]}") from None
+            self._peft.eval()
+            self._adapters[info.name] = info
+            self._router_stale = not self._router_fixed
+        log.info("adapter %s loaded from %s", info.name, info.path)
+        return info
+
+    def unload_adapter(self, name: str) -> None:
+        """Remove an adapter; the last one removed gives the plain base model back."""
+        with self._lock:
+            if name not in self._adapters:
+                raise AdapterNotFoundError(self._unknown(name))
+            assert self._peft is not None
+            if len(self._adapters) == 1:
+                self._loaded.model = self._peft.unload()  # type: ignore[union-attr]
+                self._peft = None
+            else:
+                self._peft.delete_adapter(name)
+            del self._adapters[name]
+            if self._default == name:
+                self._default = AUTO_NAME
+            self._router_stale = not self._router_fixed
+        log.info("adapter %s unloaded", name)
+
+    def set_adapter(self, name: str) -> None:
+        """The adapter used when a request names none: an adapter, ``"auto"`` or ``"base"``."""
+        if name not in (AUTO_NAME, BASE_NAME) and name not in self._adapters:
+            raise AdapterNotFoundError(self._unknown(name))
+        self._default = name
+        if self._peft is not None and name in self._adapters:
+            with self._lock:
+                self._peft.set_adapter(name)
+
+    @property
+    def default_adapter(self) -> str:
+        return self._default
+
+    def list_adapters(self) -> list[AdapterInfo]:
+        return list(self._adapters.values())
+
+    def _unknown(self, name: str) -> str:
+        known = ", ".join([BASE_NAME, AUTO_NAME, *self._adapters])
+        return f"unknown adapter '{name}'; loaded: {known}"
+
+    # ------------------------------------------------------------------ routing and retrieval
+
+    @property
+    def router(self) -> SpecialtyRouter | None:
+        """The ``auto`` router, (re)trained from the loaded adapters' questions when they changed."""
+        if self._router_stale:
+            with self._lock:
+                if self._router_stale:
+                    pairs = [(a.name, a.specialty or a.name) for a in self._adapters.values()]
+                    self._router = build_router(
+                        pairs, threshold=self.config.service.routing_threshold,
+                        prepared_dir_template=self.config.data.output_dir,
+                    ) if pairs else None
+                    self._router_stale = False
+        return self._router
+
+    def resolve_adapters(self, questions: Sequence[str], adapters: Sequence[str | None]
+                         ) -> list[tuple[str | None, RouteDecision | None]]:
+        """Turn requested names (``None`` = the default, ``auto``, ``base``, an adapter) into adapters to run."""
+        wanted = [a or self._default for a in adapters]
+        for name in wanted:
+            if name not in (AUTO_NAME, BASE_NAME) and name not in self._adapters:
+                raise AdapterNotFoundError(self._unknown(name))
+        auto = [i for i, name in enumerate(wanted) if name == AUTO_NAME]
+        decisions: dict[int, RouteDecision] = {}
+        router = self.router if auto and self._adapters else None
+        if router is not None:
+            for i, decision in zip(auto, router.route_many([questions[i] for i in auto]), strict=True):
+                decisions[i] = decision
+        resolved: list[tuple[str | None, RouteDecision | None]] = []
+        for i, name in enumerate(wanted):
+            if name == AUTO_NAME:
+                decision = decisions.get(i)
+                chosen = decision.adapter if decision and decision.adapter in self._adapters else None
+                resolved.append((chosen, decision))
+            else:
+                resolved.append((None if name == BASE_NAME else name, None))
+        return resolved
+
+    def _ensure_index(self) -> SourceIndex | None:
+        service = self.config.service
+        if not service.retrieval or service.top_k_sources <= 0:
+            return None
+        if not self._index_ready:
+            self._index_ready = True
+            from medlora.data.sources.abstracts import default_abstracts_csv
+            from medlora.data.sources.medquad import default_medquad_dir
+            from medlora.models.embedded import default_cache_dir
+            from medlora.service.retrieval import load_or_build_default_index
+
+            cache = Path(self.config.models.llm.cache_dir) if self.config.models.llm.cache_dir else default_cache_dir()
+            try:
+                self._index = load_or_build_default_index(cache, default_medquad_dir(), default_abstracts_csv(),
+                                                          builtin_specialties())
+            except (MedloraError, ValueError, OSError) as err:
+                log.warning("answers will have no sources: the source index could not be built (%s)", err)
+        return self._index
+
+    def retrieve(self, question: str) -> list[CitedSource]:
+        index = self._ensure_index()
+        if index is None:
+            return []
+        hits = index.search(question, k=self.config.service.top_k_sources)
+        return [CitedSource.from_retrieved(n, hit) for n, hit in enumerate(hits, start=1)]
+
+    def _prompt(self, question: str, sources: Sequence[CitedSource]) -> str:
+        loaded = self.loaded_model
+        return build_prompt(loaded.tokenizer, loaded.spec, question,
+                            sources=[(s.number, s.title, s.text) for s in sources])
+
+    # ------------------------------------------------------------------ answering
+
+    def answer(self, question: str, adapter: str | None = None, *, max_new_tokens: int | None = None) -> Answer:
+        """Answer one question with ``adapter`` (a name, ``"auto"``, ``"base"``; ``None`` = the default)."""
+        return self.answer_batch([question], [adapter], max_new_tokens=max_new_tokens)[0]
+
+    def answer_batch(self, questions: Sequence[str], adapters: Sequence[str | None] | None = None, *,
+                     max_new_tokens: int | None = None) -> list[Answer]:
+        """Answer several questions, each with its own adapter, in ONE generate call (PEFT mixed batch)."""
+        if not questions:
+            return []
+        adapters = list(adapters) if adapters is not None else [None] * len(questions)
+        if len(adapters) != len(questions):
+            raise ValueError("give one adapter per question")
+        for question in questions:
+            _check_question(question)
+        started = time.perf_counter()
+        resolved = self.resolve_adapters(questions, adapters)
+        sources = [self.retrieve(q) for q in questions]
+        retrieval_s = (time.perf_counter() - started) / len(questions)
+        prompts = [self._prompt(q, s) for q, s in zip(questions, sources, strict=True)]
+        self._log_questions(questions)
+        with self._lock:
+            loaded = self.loaded_model
+            names = [name or PEFT_BASE for name, _ in resolved] if self._peft is not None else None
+            if self._peft is None and any(name for name, _ in resolved):  # unloaded since resolution
+                raise AdapterNotFoundError("the requested adapter was unloaded meanwhile; ask again")
+            began = time.perf_counter()
+            generations = generate_batch(self.generation_model, loaded.tokenizer, loaded.spec, prompts,
+                                         max_new_tokens=max_new_tokens or self.config.service.max_new_tokens,
+                                         adapter_names=names)
+            generation_s = time.perf_counter() - began
+        total = time.perf_counter() - started
+        answers = []
+        for (name, decision), found, gen in zip(resolved, sources, generations, strict=True):
+            body = CitationFilter(len(found)).apply(gen.text).strip()
+            answers.append(Answer(
+                text=_compose(body, found), body=body, sources=found, adapter=name or BASE_NAME, route=decision,
+                timings={"retrieval_s": round(retrieval_s, 4), "generation_s": round(generation_s, 4),
+                         "total_s": round(total, 4), "new_tokens": gen.new_tokens,
+                         "batch_size": len(questions)},
+            ))
+        self._log_answered(len(questions), [a.adapter for a in answers], total)
+        return answers
+
+    def stream(self, question: str, adapter: str | None = None, *,
+               max_new_tokens: int | None = None) -> AnswerStream:
+        """Start a streamed answer: iterate the result for text pieces, then read ``.answer``."""
+        _check_question(question)
+        started = time.perf_counter()
+        (name, decision), = self.resolve_adapters([question], [adapter])
+        sources = self.retrieve(question)
+        retrieval_s = time.perf_counter() - started
+        self._log_questions([question])
+        return AnswerStream(self, self._prompt(question, sources), name, decision, sources,
+                            max_new_tokens or self.config.service.max_new_tokens, started, retrieval_s)
+
+    def _log_questions(self, questions: Sequence[str]) -> None:
+        if self.config.service.log_questions:
+            for question in questions:
+                log.info("question: %r", question)
+
+    def _log_answered(self, count: int, adapters: Sequence[str], seconds: float) -> None:
+        # Counts, adapters and timings only: never the question or answer text.
+        log.info("answered %d question(s) with [%s] in %.2f s", count, ", ".join(adapters), seconds)
+
+    # ------------------------------------------------------------------ merging
+
+    def merge(self, name: str, out_dir: str | Path) -> Path:
+        """Write base + adapter ``name`` merged into plain transformers weights (no PEFT needed to load).
+
+        Works on a fresh float32 copy of the base, never on the serving model (which carries every adapter and
+        may be quantized), and writes atomically so an interrupted merge leaves nothing half-written.
+        """
+        if name not in self._adapters:
+            raise AdapterNotFoundError(self._unknown(name))
+        info = self._adapters[name]
+        llm = self.config.models.llm
+        fresh = load_base_model(llm.name, cache_dir=llm.cache_dir, target_modules=llm.target_modules,
+                                device=torch.device("cpu"))
+        merged = PeftModel.from_pretrained(fresh.model, str(info.path)).merge_and_unload()
+        merged.eval()
+        out = Path(out_dir)
+        with atomic_directory(out) as staging:
+            merged.save_pretrained(staging, safe_serialization=True)
+            fresh.tokenizer.save_pretrained(staging)
+            (staging / "MERGED.md").write_text(
+                f"# {info.name} merged into {self.base_model_id}\n\n"
+                f"LoRA adapter `{info.path.name}` merged into base `{self.base_model_id}` with PEFT "
+                "`merge_and_unload()`. Load it with plain transformers (`AutoModelFor...from_pretrained`).\n\n"
+                f"{MEDICAL_DISCLAIMER}\n",
+                encoding="utf-8",
+            )
+        log.info("merged %s into %s", name, out)
+        return out
+
+
+def _check_question(question: str) -> None:
+    if not isinstance(question, str) or not question.strip():
+        raise MedloraError("the question is empty")
+
+
+__all__ = [
+    "Answer", "AnswerStream", "CitationFilter", "CitedSource", "LLMService", "sources_block",
+]

@@ -1,0 +1,280 @@
+"""LLMService on tiny random models: load, switch, unload, route, refuse, cite, batch, stream, merge.
+
+Adapters here are made with ``get_peft_model`` and random LoRA B weights instead of training: training is tested
+in test_end_to_end.py, and a perturbed adapter is what these tests need — one that changes the output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, TaskType, get_peft_model
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+from medlora import MEDICAL_DISCLAIMER
+from medlora.config import MedloraConfig
+from medlora.errors import AdapterMismatchError, MedloraError
+from medlora.service.llm_service import CitationFilter, LLMService
+from medlora.service.registry import AdapterNotFoundError, default_adapter_name
+from medlora.service.retrieval import Source, SourceIndex
+from medlora.service.routing import SpecialtyRouter
+from medlora.training.model_card import write_metadata
+
+DERM_Q = "What does a melanoma look like on the skin?"
+CARD_Q = "How is atrial fibrillation of the heart treated?"
+
+
+def make_adapter(base_dir: Path, out_dir: Path, specialty: str, *, seed: int = 1, scale: float = 0.5,
+                 base_id: str | None = None, targets: tuple[str, ...] | None = None) -> Path:
+    """Save a LoRA adapter with random B weights (not a no-op) and medlora metadata, like training does."""
+    config = json.loads((Path(base_dir) / "config.json").read_text())
+    seq2seq = bool(config.get("is_encoder_decoder"))
+    cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
+    model = cls.from_pretrained(base_dir)
+    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                      target_modules=list(targets or (("q", "v") if seq2seq else ("q_proj", "v_proj"))),
+                      task_type=TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM)
+    peft_model = get_peft_model(model, lora)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * scale)
+    peft_model.save_pretrained(out_dir, safe_serialization=True)
+    adapter_config = json.loads((out_dir / "adapter_config.json").read_text())
+    base_id = base_id or str(Path(base_dir).resolve())
+    adapter_config["base_model_name_or_path"] = base_id
+    (out_dir / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
+    write_metadata(out_dir, {"specialty": specialty, "base_model": {"id": base_id, "name": base_id},
+                             "hyperparameters": {"r": 4}})
+    return out_dir
+
+
+def make_index() -> SourceIndex:
+    """A four-document index with links, so answers have sources to cite."""
+    docs = [
+        ("Melanoma", "https://example.org/melanoma",
+         "Melanoma is a skin cancer; look for asymmetry, irregular border, color variation and a growing mole."),
+        ("Psoriasis", "https://example.org/psoriasis",
+         "Psoriasis causes red skin plaques with silvery scale on elbows and knees."),
+        ("Atrial fibrillation", "https://example.org/afib",
+         "Atrial fibrillation is an irregular heart rhythm treated with rate control and anticoagulation."),
+        ("Heart failure", "https://example.org/heart-failure",
+         "Heart failure is treated with beta blockers, ACE inhibitors and diuretics."),
+    ]
+    return SourceIndex.build([
+        (Source(source_id=f"test:{i}", title=title, url=url, text=text[:60], corpus="test"), f"{title} {text}")
+        for i, (title, url, text) in enumerate(docs)
+    ])
+
+
+def make_router(threshold: float = 0.6) -> SpecialtyRouter:
+    derm = ["What causes an itchy skin rash?", "How is psoriasis of the skin treated?", "Is this mole a melanoma?",
+            "What is eczema of the skin?", "How do I treat acne on my face?", "What does a skin biopsy show?"]
+    card = ["What causes chest pain in the heart?", "How is atrial fibrillation treated?",
+            "What is heart failure?", "How is high blood pressure in the heart treated?",
+            "What does an abnormal ECG of the heart mean?", "What is a heart attack?"]
+    return SpecialtyRouter.fit(derm + card, ["dermatology"] * 6 + ["cardiology"] * 6, threshold=threshold)
+
+
+def service_config(base_dir: Path, adapters_dir: Path, **overrides) -> MedloraConfig:
+    values = {"models.llm.name": str(base_dir), "models.llm.adapters_dir": str(adapters_dir),
+              "service.max_new_tokens": 10, "service.top_k_sources": 2}
+    values.update(overrides)
+    return MedloraConfig().with_overrides(values)
+
+
+@pytest.fixture(scope="module")
+def adapters_dir(tiny_llama_dir, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("adapters")
+    make_adapter(tiny_llama_dir, root / "lora-dermatology-adapter", "dermatology", seed=1)
+    make_adapter(tiny_llama_dir, root / "lora-cardiology-adapter", "cardiology", seed=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def service(tiny_llama_dir, adapters_dir) -> LLMService:
+    svc = LLMService(service_config(tiny_llama_dir, adapters_dir), index=make_index(), router=make_router())
+    svc.load_model()
+    return svc
+
+
+def test_scan_names_and_answers_differ_per_adapter(service):
+    assert sorted(a.name for a in service.list_adapters()) == ["cardiology", "dermatology"]
+    base = service.answer(DERM_Q, "base")
+    derm = service.answer(DERM_Q, "dermatology")
+    card = service.answer(DERM_Q, "cardiology")
+    assert (base.adapter, derm.adapter, card.adapter) == ("base", "dermatology", "cardiology")
+    assert len({base.body, derm.body, card.body}) == 3, "adapters must change the (greedy) answer"
+    for answer in (base, derm, card):
+        assert answer.disclaimer == MEDICAL_DISCLAIMER
+        assert MEDICAL_DISCLAIMER in answer.full_text
+        assert answer.timings["total_s"] > 0 and answer.timings["new_tokens"] > 0
+
+
+def test_default_adapter_switch(service):
+    service.set_adapter("cardiology")
+    try:
+        assert service.answer(DERM_Q).adapter == "cardiology"
+        with pytest.raises(AdapterNotFoundError):
+            service.set_adapter("neurology")
+    finally:
+        service.set_adapter("auto")
+
+
+def test_auto_routes_by_question_and_falls_back_to_base(service):
+    assert service.answer(DERM_Q, "auto").adapter == "dermatology"
+    card = service.answer(CARD_Q, "auto")
+    assert card.adapter == "cardiology" and card.route is not None and card.route.probability >= 0.6
+    assert service.answer("Qzx vrb plk?", "auto").adapter == "base"  # no known word: not confident
+
+
+def test_cited_answer_lists_exactly_the_retrieved_sources(service):
+    answer = service.answer(DERM_Q, "dermatology")
+    assert [s.title for s in answer.sources][0] == "Melanoma"
+    assert 1 <= len(answer.sources) <= 2
+    block = answer.text.split("Sources:\n", 1)[1].splitlines()
+    assert block == [f"[{s.number}] {s.title} — {s.url}" for s in answer.sources]
+    cited = {int(n) for n in re.findall(r"\[(\d+)\]", answer.body)}
+    assert cited <= {s.number for s in answer.sources}
+
+
+def test_citation_filter_drops_unretrieved_numbers_even_when_streamed():
+    text = "Asymmetry [1] and borders [7]; see [2, 9] or [12]. Array[i] stays, so does [note]."
+    whole = CitationFilter(2).apply(text)
+    assert whole == "Asymmetry [1] and borders ; see [2] or . Array[i] stays, so does [note]."
+    pieces = CitationFilter(2)
+    streamed = "".join(pieces.feed(ch) for ch in text) + pieces.flush()
+    assert streamed == whole
+    assert CitationFilter(0).apply("[1] x [") == " x ["
+
+
+def test_mixed_batch_equals_per_request(service):
+    questions = [DERM_Q, CARD_Q, "Is psoriasis contagious?", "What is heart failure?"]
+    adapters = ["dermatology", "cardiology", "base", "auto"]
+    batch = service.answer_batch(questions, adapters)
+    single = [service.answer(q, a) for q, a in zip(questions, adapters, strict=True)]
+    assert [a.adapter for a in batch] == [a.adapter for a in single] == ["dermatology", "cardiology", "base",
+                                                                        "cardiology"]
+    assert [a.text for a in batch] == [a.text for a in single]
+    assert all(a.timings["batch_size"] == 4 for a in batch)
+
+
+def test_stream_yields_the_same_answer(service):
+    reference = service.answer(DERM_Q, "dermatology")
+    stream = service.stream(DERM_Q, "dermatology")
+    assert stream.adapter == "dermatology" and stream.sources == reference.sources  # known before tokens
+    pieces = list(stream)
+    assert len(pieces) >= 2, "expected several streamed pieces"
+    assert "".join(pieces).strip() == reference.body
+    assert stream.answer is not None and stream.answer.text == reference.text
+
+
+def test_stream_closed_early_frees_the_model(service):
+    stream = service.stream(CARD_Q, "cardiology", max_new_tokens=50)
+    iterator = iter(stream)
+    next(iterator)
+    iterator.close()  # the reader goes away: generation stops and the lock is released
+    assert service.answer(CARD_Q, "cardiology").body
+
+
+def test_question_text_is_not_logged(service, caplog):
+    marker = "Zebrapatient Smith rash question"
+    with caplog.at_level(logging.DEBUG):
+        service.answer(marker, "dermatology")
+        list(service.stream(marker, "dermatology"))
+    assert "Zebrapatient" not in caplog.text
+    assert "answered 1 question" in caplog.text
+
+
+def test_load_unload_and_refusals(tiny_llama_dir, adapters_dir, tmp_path):
+    svc = LLMService(service_config(tiny_llama_dir, tmp_path / "none", **{"service.retrieval": False}))
+    svc.load_model()
+    assert svc.list_adapters() == [] and not svc.has_adapters
+    base_answer = svc.answer(DERM_Q, "base")
+    assert base_answer.sources == [] and "Sources:" not in base_answer.text
+    assert svc.answer(DERM_Q, "auto").adapter == "base"  # no adapter: auto means base
+
+    svc.load_adapter("derm", adapters_dir / "lora-dermatology-adapter")
+    assert [a.name for a in svc.list_adapters()] == ["derm"]
+    with pytest.raises(MedloraError, match="already loaded"):
+        svc.load_adapter("derm", adapters_dir / "lora-cardiology-adapter")
+    with pytest.raises(MedloraError, match="reserved"):
+        svc.load_adapter("base", adapters_dir / "lora-cardiology-adapter")
+    assert svc.answer(DERM_Q, "derm").body != base_answer.body
+
+    other = make_adapter(tiny_llama_dir, tmp_path / "other", "dermatology", base_id="someone/other-model")
+    with pytest.raises(AdapterMismatchError, match="someone/other-model"):
+        svc.load_adapter("other", other)
+
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    (pickled / "adapter_config.json").write_text((other / "adapter_config.json").read_text())
+    (pickled / "adapter_model.bin").write_bytes(b"not loaded")
+    with pytest.raises(MedloraError, match="safetensors"):
+        svc.load_adapter("pickled", pickled)
+
+    svc.unload_adapter("derm")
+    assert svc.list_adapters() == [] and not svc.has_adapters
+    with pytest.raises(AdapterNotFoundError):
+        svc.answer(DERM_Q, "derm")
+    assert svc.answer(DERM_Q, "base").body == base_answer.body, "unloading must give the plain base back"
+
+
+def test_configured_adapter_is_default_and_bad_scan_entries_are_skipped(tiny_llama_dir, adapters_dir, tmp_path,
+                                                                        caplog):
+    scan = tmp_path / "models"
+    make_adapter(tiny_llama_dir, scan / "lora-cardiology-adapter", "cardiology", seed=2)
+    make_adapter(tiny_llama_dir, scan / "foreign-adapter", "foreign", base_id="someone/other-model")
+    cfg = service_config(tiny_llama_dir, scan, **{
+        "models.llm.use_medical_adapter": True,
+        "models.llm.adapter_path": str(adapters_dir / "lora-dermatology-adapter"),
+        "service.retrieval": False,
+    })
+    svc = LLMService(cfg)
+    with caplog.at_level(logging.WARNING):
+        svc.load_model()
+    assert sorted(a.name for a in svc.list_adapters()) == ["cardiology", "dermatology"]
+    assert "foreign-adapter" in caplog.text
+    assert svc.default_adapter == "dermatology" and svc.answer(DERM_Q).adapter == "dermatology"
+
+
+def test_adapter_names_from_directory():
+    assert default_adapter_name(Path("/nowhere/lora-neurology-adapter")) == "neurology"
+    assert default_adapter_name(Path("/nowhere/cardio_adapter")) == "cardio"
+
+
+def test_merge_matches_unmerged_adapter(service, tmp_path, tiny_tokenizer):
+    out = service.merge("dermatology", tmp_path / "merged")
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert not (out / "adapter_config.json").exists()
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()  # plain transformers, no PEFT
+    assert not any("lora" in name for name, _ in merged.named_parameters())
+
+    prompt = service._prompt(DERM_Q, [])
+    inputs = tiny_tokenizer([prompt], return_tensors="pt")
+    kwargs = dict(max_new_tokens=16, do_sample=False, pad_token_id=tiny_tokenizer.pad_token_id)
+    with torch.inference_mode():
+        expected = service.generation_model.generate(**inputs, adapter_names=["dermatology"], **kwargs)
+        base = service.generation_model.generate(**inputs, adapter_names=["__base__"], **kwargs)
+        got = merged.generate(**inputs, **kwargs)
+    assert got.tolist() == expected.tolist()
+    assert got.tolist() != base.tolist(), "the perturbed adapter should change the output"
+
+
+def test_t5_mixed_batch_and_stream(tiny_t5_dir, tmp_path):
+    adapters = tmp_path / "adapters"
+    make_adapter(tiny_t5_dir, adapters / "lora-dermatology-adapter", "dermatology", seed=3)
+    svc = LLMService(service_config(tiny_t5_dir, adapters), index=make_index(), router=make_router())
+    svc.load_model()
+    questions, names = [DERM_Q, CARD_Q], ["dermatology", "base"]
+    batch = svc.answer_batch(questions, names)
+    single = [svc.answer(q, a) for q, a in zip(questions, names, strict=True)]
+    assert [a.text for a in batch] == [a.text for a in single]
+    stream = svc.stream(DERM_Q, "dermatology")
+    assert "".join(stream).strip() == single[0].body
