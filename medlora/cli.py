@@ -147,28 +147,61 @@ def evaluate(
     preset: PresetOpt = None,
     data_dir: Annotated[Path | None, typer.Option()] = None,
     adapter: Annotated[Path | None, typer.Option("--adapter", help="adapter directory")] = None,
-    output_dir: Annotated[Path | None, typer.Option(help="where report.json / report.md go")] = None,
+    adapters: Annotated[str | None, typer.Option(
+        "--adapters", help="matrix mode: comma-separated adapter names (dermatology,cardiology) or directories, "
+        "each evaluated on every specialty's test split next to the base")] = None,
+    specialties: Annotated[str | None, typer.Option(
+        "--specialties", help="matrix mode: the specialty columns (default: the adapters' specialties)")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="where report.json / report.md / report.html go")] = None,
     max_samples: Annotated[int | None, typer.Option()] = None,
     max_new_tokens: Annotated[int | None, typer.Option()] = None,
+    vignettes: Annotated[int | None, typer.Option(help="diagnostic vignettes (0 = skip)")] = None,
+    cited_answers: Annotated[int | None, typer.Option(help="answers generated with sources (0 = skip)")] = None,
+    latency_samples: Annotated[int | None, typer.Option(help="answers timed per variant (0 = skip)")] = None,
     specialty: Annotated[str | None, typer.Option()] = None,
     gate: Annotated[bool, typer.Option("--gate", help="exit 1 when the adapter misses the configured margins")] = False,
 ) -> None:
-    """Compare base vs adapter on the held-out test split."""
+    """Compare base vs adapter on the held-out test split (or several adapters x specialties with --adapters)."""
     _setup_logging()
-    from medlora.evaluation.evaluate import evaluate_adapter
-    from medlora.evaluation.report import print_table
+    from medlora.evaluation.evaluate import adapter_specialty, evaluate_adapter, evaluate_matrix
+    from medlora.evaluation.report import print_matrix, print_table
 
     cfg = _run(lambda: _config(config, preset, {
         "evaluation.max_samples": max_samples, "evaluation.max_new_tokens": max_new_tokens,
-        "data.specialty": specialty}))
-    default_data, default_adapter, default_reports = _paths(cfg)
-    report = _run(lambda: evaluate_adapter(cfg, data_dir or default_data, adapter or default_adapter,
-                                           output_dir or default_reports))
-    print_table(report.to_json(), console)
-    console.print(f"Reports written to {output_dir or default_reports}")
-    if gate and report.gate and not report.gate.passed:
-        console.print("[bold red]Quality gate failed:[/] " + "; ".join(report.gate.failures))
+        "evaluation.vignettes": vignettes, "evaluation.cited_answers": cited_answers,
+        "evaluation.latency_samples": latency_samples, "data.specialty": specialty}))
+    if adapters:
+        rows: dict[str, Path] = {}
+        for item in (a.strip() for a in adapters.split(",") if a.strip()):
+            path = Path(item)
+            if path.is_dir():
+                rows[path.name] = path
+            else:
+                rows[item] = Path(cfg.training.output_dir.format(specialty=item))
+        columns = ([s.strip() for s in specialties.split(",") if s.strip()] if specialties else
+                   list(dict.fromkeys(adapter_specialty(name, path) for name, path in rows.items())))
+        data_dirs = {s: Path(cfg.data.output_dir.format(specialty=s)) for s in columns}
+        out = output_dir or Path(cfg.evaluation.output_dir.format(specialty="matrix"))
+        matrix = _run(lambda: evaluate_matrix(cfg, rows, data_dirs, out))
+        print_matrix(matrix.to_json(), console)
+        console.print(f"Reports written to {out} (matrix.md, matrix.html, matrix.json)")
+        failed = matrix.gate is not None and not matrix.gate.passed
+        failures = matrix.gate.failures if matrix.gate else []
+    else:
+        default_data, default_adapter, default_reports = _paths(cfg)
+        out = output_dir or default_reports
+        report = _run(lambda: evaluate_adapter(cfg, data_dir or default_data, adapter or default_adapter, out))
+        print_table(report.to_json(), console)
+        for note in report.notes:
+            console.print(f"[yellow]note:[/] {note}")
+        console.print(f"Reports written to {out} (report.md, report.html, report.json)")
+        failed = report.gate is not None and not report.gate.passed
+        failures = report.gate.failures if report.gate else []
+    if gate and failed:
+        console.print("[bold red]Quality gate failed:[/] " + "; ".join(failures))
         raise typer.Exit(1)
+    if gate:
+        console.print("[bold green]Quality gate passed.[/]")
 
 
 @app.command()

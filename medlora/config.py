@@ -96,12 +96,33 @@ class GateConfig(_Strict):
 
 
 class EvaluationConfig(_Strict):
+    """``evaluation``: what ``medlora evaluate`` measures and how many samples each costly metric gets.
+
+    The defaults keep a full evaluation of the embedded 135M model to a few minutes on 2 CPU cores.
+    """
+
     max_new_tokens: int = Field(128, ge=1)
     batch_size: int = Field(8, ge=1)
     max_samples: int | None = Field(None, ge=1)
-    metrics: list[str] = Field(default_factory=lambda: ["bleu", "rouge_l"])
+    metrics: list[str] = Field(default_factory=lambda: [
+        "bleu", "rouge_l", "terminology_recall", "terminology_precision", "diagnostic_accuracy_mc",
+        "diagnostic_accuracy_free", "citation_relevance", "citation_coverage", "citations_invented"])
     output_dir: str = "reports/{specialty}"
     gate: GateConfig = Field(default_factory=GateConfig)
+    seed: int = 42
+    # Diagnostic vignettes (from the test split's MedQuAD "symptoms" answers) and their answer budget.
+    vignettes: int = Field(24, ge=0)
+    vignette_max_new_tokens: int = Field(32, ge=1)
+    # Questions answered with retrieved sources in the prompt (citation metrics), and sources per prompt.
+    cited_answers: int = Field(16, ge=0)
+    citation_top_k: int = Field(3, ge=1)
+    # Latency benchmark: answers per variant (base, adapter, merged; 0 = skip) and their fixed length.
+    latency_samples: int = Field(4, ge=0)
+    latency_max_new_tokens: int = Field(32, ge=1)
+    # Data for the vocabulary and the citation index: "auto" = $MEDQUAD_DIR / ../shared/data, "" = none.
+    medquad_dir: str = "auto"
+    abstracts_csv: str = "auto"
+    cache_dir: str | None = None  # vocabulary and index cache (default: the medlora cache)
 
 
 class ServiceConfig(_Strict):

@@ -69,3 +69,18 @@ def test_prepare_train_reload_evaluate(arch, tiny_llama_dir, tiny_t5_dir, qa_jso
     assert (report_dir / "report.json").is_file() and (report_dir / "report.md").is_file()
     card = (adapter_dir / "README.md").read_text()
     assert "ROUGE-L" in card and "Medical disclaimer" in card
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_llama_dir, qa_jsonl, tmp_path):
+    cfg = _config(tiny_llama_dir, qa_jsonl, tmp_path).with_overrides({"training.save_steps": 2})
+    data_dir, adapter_dir = tmp_path / "data", tmp_path / "adapter"
+    prepare_dataset(cfg.data, output_dir=data_dir)
+    first = train_adapter(cfg, data_dir, adapter_dir)
+    assert first.resumed_from is None and first.steps_run > 0
+
+    longer = cfg.with_overrides({"training.epochs": 2})
+    second = train_adapter(longer, data_dir, adapter_dir, resume=True)
+    assert second.resumed_from == f"checkpoint-{first.steps_run}"
+    assert second.steps_run == first.steps_run  # only the second epoch ran
+    summary = json.loads((adapter_dir / "training_log.json").read_text())["result"]
+    assert summary["resumed_from"] == second.resumed_from

@@ -15,6 +15,7 @@ Design choices, and why:
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 import threading
@@ -252,22 +253,17 @@ class AnswerStream:
         worker.start()
         citations = CitationFilter(len(self.sources))
         pieces: list[str] = []
-        leading = True
+        pending = ""  # whitespace held back: the finished answer is stripped, so the stream must be too
         try:
-            for piece in streamer:
-                text = citations.feed(piece)
-                if leading:  # the non-streamed answer is stripped; strip the stream's start the same way
+            for piece in itertools.chain(streamer, [None]):
+                text = pending + (citations.feed(piece) if piece is not None else citations.flush())
+                if not pieces:
                     text = text.lstrip()
-                    leading = not text
-                if text:
-                    pieces.append(text)
-                    yield text
-            tail = citations.flush()
-            if leading:
-                tail = tail.lstrip()
-            if tail:
-                pieces.append(tail)
-                yield tail
+                stripped = text.rstrip()
+                pending = text[len(stripped):]
+                if stripped:
+                    pieces.append(stripped)
+                    yield stripped
         finally:
             if worker.is_alive() and not errors:
                 # The reader stopped early (GeneratorExit): stop generating and free the model.
@@ -275,7 +271,7 @@ class AnswerStream:
             worker.join()
         if errors:
             raise errors[0]
-        body = "".join(pieces).strip()
+        body = "".join(pieces)
         total = time.perf_counter() - self._started
         self.answer = Answer(
             text=_compose(body, self.sources), body=body, sources=self.sources, adapter=self.adapter,

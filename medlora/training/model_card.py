@@ -78,7 +78,7 @@ def render_model_card(meta: dict[str, Any]) -> str:
     if metrics:
         parts += ["## Evaluation", metrics.get("table_markdown", ""),
                   f"Evaluated on {metrics.get('samples')} held-out questions "
-                  f"(data hash {metrics.get('dataset_hash')}).", ]
+                  f"(data hash {metrics.get('dataset_hash')}).", metrics.get("details_markdown", "")]
     parts += [
         "## Intended use",
         "Research and prototyping of specialty medical question answering, inside a system that shows sources "

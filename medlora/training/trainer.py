@@ -11,7 +11,8 @@ from typing import Any
 
 import torch
 from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments
+from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_utils import get_last_checkpoint
 
 from medlora.config import MedloraConfig
 from medlora.data.prepare import load_manifest, load_split
@@ -34,6 +35,8 @@ class TrainResult:
     eval_loss: float | None
     seconds: float
     train_tokens: int
+    steps_run: int = 0  # optimizer steps taken by this run (fewer than total when resumed)
+    resumed_from: str | None = None
 
     @property
     def trainable_percent(self) -> float:
@@ -76,6 +79,16 @@ def save_loss_curve(log_history: list[dict[str, Any]], path: Path) -> None:
     plt.close(fig)
 
 
+class _StepCounter(TrainerCallback):
+    """Counts the optimizer steps this process actually ran (a resumed run skips the finished ones)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.steps += 1
+
+
 def train_adapter(
     cfg: MedloraConfig,
     data_dir: str | Path,
@@ -114,6 +127,7 @@ def train_adapter(
         max_grad_norm=tcfg.max_grad_norm,
         logging_steps=tcfg.logging_steps,
         logging_first_step=True,
+        disable_tqdm=False,  # progress bar even when transformers logging is quiet
         save_strategy="steps",
         save_steps=tcfg.save_steps,
         save_total_limit=2,
@@ -127,7 +141,9 @@ def train_adapter(
         **_precision_flags(),
     )
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    counter = _StepCounter()
     trainer = Trainer(
+        callbacks=[counter],
         model=peft_model,
         args=args,
         data_collator=collator,
@@ -136,12 +152,15 @@ def train_adapter(
         processing_class=tokenizer,
     )
     started = time.perf_counter()
-    resume_from = resume and checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-    output = trainer.train(resume_from_checkpoint=True if resume_from else None)
+    resume_from = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
+    if resume and resume_from is None:
+        log.warning("--resume: no checkpoint in %s, training from the start", checkpoints)
+    output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
     eval_loss = trainer.evaluate()["eval_loss"] if val_ds is not None else None
 
-    result = TrainResult(adapter_dir, trainable, total, output.training_loss, eval_loss, seconds, train_tokens)
+    result = TrainResult(adapter_dir, trainable, total, output.training_loss, eval_loss, seconds, train_tokens,
+                         steps_run=counter.steps, resumed_from=Path(resume_from).name if resume_from else None)
     save_adapter(peft_model, loaded, cfg, data_dir, adapter_dir, trainer.state.log_history, result)
     return result
 
@@ -205,4 +224,6 @@ def _result_summary(result: TrainResult) -> dict[str, Any]:
         "train_tokens": result.train_tokens,
         "tokens_per_second": round(result.train_tokens / max(result.seconds, 1e-9), 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "steps_run": result.steps_run,
+        "resumed_from": result.resumed_from,
     }

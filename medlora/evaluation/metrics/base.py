@@ -38,6 +38,7 @@ class Metric:
     higher_is_better: ClassVar[bool] = True
     task: ClassVar[str] = "qa"
     display: ClassVar[str] = "score"
+    needs_vocabulary: ClassVar[bool] = False  # the evaluation then puts the specialty's vocabulary in extras
 
     def compute(self, samples: Sequence[EvalSample]) -> float | None:
         raise NotImplementedError

@@ -43,6 +43,7 @@ class TerminologyRecall(Metric):
     name = "terminology_recall"
     label = "Medical terminology (recall)"
     display = "percent"
+    needs_vocabulary = True
 
     def compute(self, samples: Sequence[EvalSample]) -> float | None:
         scores = [term_recall(_vocabulary(s), s.reference, s.prediction) for s in samples]
@@ -56,6 +57,7 @@ class TerminologyPrecision(Metric):
     name = "terminology_precision"
     label = "Medical terminology (precision)"
     display = "percent"
+    needs_vocabulary = True
 
     def compute(self, samples: Sequence[EvalSample]) -> float | None:
         scores = [term_precision(_vocabulary(s), s.prediction) for s in samples]

@@ -17,9 +17,9 @@ class Bleu(Metric):
     name = "bleu"
     label = "BLEU"
 
-    def compute(self, samples: Sequence[EvalSample]) -> float:
+    def compute(self, samples: Sequence[EvalSample]) -> float | None:
         if not samples:
-            return 0.0
+            return None
         hypotheses = [s.prediction for s in samples]
         references = [[s.reference for s in samples]]
         return sacrebleu.corpus_bleu(hypotheses, references).score / 100.0
@@ -35,8 +35,8 @@ class RougeL(Metric):
     def __init__(self) -> None:
         self._scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
-    def compute(self, samples: Sequence[EvalSample]) -> float:
+    def compute(self, samples: Sequence[EvalSample]) -> float | None:
         if not samples:
-            return 0.0
+            return None
         scores = [self._scorer.score(s.reference, s.prediction)["rougeL"].fmeasure for s in samples]
         return sum(scores) / len(scores)

@@ -1,0 +1,115 @@
+"""Citation relevance of answers generated with retrieved sources in the prompt.
+
+Samples have ``task = "cited"``: ``extras["retrieved"]`` is the list of sources the prompt numbered
+``[1]..[k]`` (objects or dicts with ``focus`` and ``cuis``); ``record.focus``, ``record.synonyms`` and
+``record.cuis`` describe the question. A citation ``[n]`` is
+
+- *invented* when ``n`` is not one of the numbered sources,
+- *relevant* when the cited source's focus equals the question's focus or one of its synonyms (after
+  :func:`medlora.data.records.normalise`) or the two share a UMLS CUI.
+
+Citations are counted once per answer (``[1] ... [1]`` is one citation of source 1).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from medlora.data.records import normalise
+from medlora.evaluation.metrics.base import EvalSample, Metric, register
+
+_CITATION = re.compile(r"\[\s*(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*\d{1,3})*)\s*\]")
+MAX_RANGE = 20
+
+
+def parse_citations(text: str) -> list[int]:
+    """Distinct cited numbers in order of first appearance: ``[1]``, ``[1, 3]``, ``[2-4]``, ``[1][2]``."""
+    found: dict[int, None] = {}
+    for match in _CITATION.finditer(text):
+        for part in re.split(r"\s*(?:,|;|and)\s*", match.group(1)):
+            bounds = re.split(r"\s*[-–]\s*", part)
+            if len(bounds) == 2 and 0 <= int(bounds[1]) - int(bounds[0]) <= MAX_RANGE:
+                numbers = range(int(bounds[0]), int(bounds[1]) + 1)
+            else:
+                numbers = [int(b) for b in bounds]
+            for number in numbers:
+                found[number] = None
+    return list(found)
+
+
+def _field(source: Any, name: str) -> Any:
+    return source.get(name) if isinstance(source, dict) else getattr(source, name, None)
+
+
+def is_relevant(source: Any, focus: str, synonyms: Sequence[str], cuis: Sequence[str]) -> bool:
+    keys = {normalise(n) for n in (focus, *synonyms) if n and normalise(n)}
+    source_focus = normalise(_field(source, "focus") or "")
+    return bool(source_focus and source_focus in keys) or bool(set(_field(source, "cuis") or ()) & set(cuis))
+
+
+@dataclass(frozen=True)
+class CitationJudgement:
+    cited: int  # distinct citations in the answer
+    relevant: int
+    invented: int
+
+
+def judge(sample: EvalSample) -> CitationJudgement:
+    retrieved = list(sample.extras.get("retrieved", []))
+    cited = parse_citations(sample.prediction)
+    relevant = invented = 0
+    for number in cited:
+        if not 1 <= number <= len(retrieved):
+            invented += 1
+        elif is_relevant(retrieved[number - 1], sample.record.focus, sample.record.synonyms, sample.record.cuis):
+            relevant += 1
+    return CitationJudgement(len(cited), relevant, invented)
+
+
+@register
+class CitationRelevance(Metric):
+    """Relevant citations / all citations (invented ones count as not relevant); None without citations."""
+
+    name = "citation_relevance"
+    label = "Relevant citations"
+    display = "percent"
+    task = "cited"
+
+    def compute(self, samples: Sequence[EvalSample]) -> float | None:
+        judgements = [judge(s) for s in samples]
+        cited = sum(j.cited for j in judgements)
+        return sum(j.relevant for j in judgements) / cited if cited else None
+
+
+@register
+class CitationCoverage(Metric):
+    """Share of answers that cite at least one source."""
+
+    name = "citation_coverage"
+    label = "Answers citing ≥1 source"
+    display = "percent"
+    task = "cited"
+
+    def compute(self, samples: Sequence[EvalSample]) -> float | None:
+        if not samples:
+            return None
+        return sum(judge(s).cited > 0 for s in samples) / len(samples)
+
+
+@register
+class InventedCitations(Metric):
+    """Number of citations ``[n]`` whose ``n`` was not among the sources in the prompt."""
+
+    name = "citations_invented"
+    label = "Invented citations (count)"
+    display = "count"
+    task = "cited"
+    higher_is_better = False
+
+    def compute(self, samples: Sequence[EvalSample]) -> float | None:
+        if not samples:
+            return None
+        return float(sum(judge(s).invented for s in samples))

@@ -1,0 +1,166 @@
+"""``medlora push``: publish an adapter to the Hugging Face Hub, after checking it offline.
+
+The checks run before any network call (and alone with ``dry_run``) because a half-published adapter — no
+weights, a card without metadata, a config that does not parse — is worse than none: others would download
+it. An adapter that failed its evaluation gate is refused unless forced, so a regression is not published by
+accident.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medlora.errors import MedloraError
+from medlora.service.registry import ADAPTER_CONFIG, PICKLE_WEIGHTS, SAFETENSORS_WEIGHTS
+from medlora.training.model_card import read_metadata
+
+log = logging.getLogger(__name__)
+
+REQUIRED_FILES = (ADAPTER_CONFIG, SAFETENSORS_WEIGHTS, "README.md")
+# Training leftovers that are not part of a published adapter.
+IGNORE_PATTERNS = ["*.checkpoints/*", "checkpoint-*/*", ".*", "__pycache__/*"]
+
+
+class PushError(MedloraError):
+    """The adapter is not fit to publish, or the hub refused or could not be reached."""
+
+
+@dataclass
+class PushResult:
+    repo_id: str
+    files: list[str]
+    dry_run: bool
+    url: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def validate_for_push(adapter_dir: Path) -> list[str]:
+    """Return the problems that make ``adapter_dir`` unfit to publish (empty when it is fine)."""
+    problems: list[str] = []
+    if not adapter_dir.is_dir():
+        return [f"{adapter_dir}: not a directory"]
+    for name in REQUIRED_FILES:
+        if not (adapter_dir / name).is_file():
+            hint = " (only pickle weights found; re-save with safe_serialization=True)" if (
+                name == SAFETENSORS_WEIGHTS and (adapter_dir / PICKLE_WEIGHTS).is_file()) else ""
+            problems.append(f"missing {name}{hint}")
+    config_path = adapter_dir / ADAPTER_CONFIG
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+            if not isinstance(config, dict):
+                problems.append(f"{ADAPTER_CONFIG} is not a JSON object")
+            elif not config.get("base_model_name_or_path"):
+                problems.append(f"{ADAPTER_CONFIG} names no base_model_name_or_path")
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            problems.append(f"{ADAPTER_CONFIG} does not parse: {err}")
+    weights = adapter_dir / SAFETENSORS_WEIGHTS
+    if weights.is_file():
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(weights), framework="pt") as handle:
+                if not list(handle.keys()):
+                    problems.append(f"{SAFETENSORS_WEIGHTS} holds no tensors")
+        except Exception as err:  # noqa: BLE001 - any failure to read means a corrupt file
+            problems.append(f"{SAFETENSORS_WEIGHTS} does not load: {str(err).splitlines()[0][:200]}")
+    card = adapter_dir / "README.md"
+    if card.is_file():
+        problems += _card_problems(card.read_text(encoding="utf-8", errors="replace"))
+    return problems
+
+
+def _card_problems(text: str) -> list[str]:
+    """The hub reads the card's YAML front matter (base_model, library_name, license, tags)."""
+    import yaml
+
+    if not text.startswith("---\n"):
+        return ["README.md has no YAML front matter (--- ... ---) for the hub's metadata"]
+    end = text.find("\n---", 4)
+    if end < 0:
+        return ["README.md front matter is not closed by ---"]
+    try:
+        front = yaml.safe_load(text[4:end]) or {}
+    except yaml.YAMLError as err:
+        return [f"README.md front matter is not valid YAML: {err}"]
+    if not isinstance(front, dict):
+        return ["README.md front matter is not a mapping"]
+    return [f"README.md front matter lacks '{key}'" for key in ("base_model", "library_name") if not front.get(key)]
+
+
+def push_adapter(adapter_dir: str | Path, repo_id: str, token: str | None = None, dry_run: bool = False,
+                 force: bool = False, *, private: bool = False, endpoint: str | None = None) -> PushResult:
+    """Validate ``adapter_dir`` and (unless ``dry_run``) upload it to ``repo_id`` (created when missing).
+
+    ``token`` defaults to the hub's own lookup (``HF_TOKEN`` or ``huggingface-cli login``); ``endpoint`` to
+    ``HF_ENDPOINT`` or the public hub.
+    """
+    adapter_dir = Path(adapter_dir)
+    if repo_id.count("/") != 1 or not all(repo_id.split("/")):
+        raise PushError(f"repo id '{repo_id}' must look like OWNER/NAME")
+    problems = validate_for_push(adapter_dir)
+    if problems:
+        raise PushError(f"{adapter_dir} is not ready to publish:\n  - " + "\n  - ".join(problems))
+
+    metrics = read_metadata(adapter_dir).get("metrics") or {}
+    warnings: list[str] = []
+    gate = metrics.get("gate_passed") if isinstance(metrics, dict) else None
+    if gate is False:
+        if not force:
+            raise PushError(f"{adapter_dir} failed its evaluation gate (medlora.json metrics.gate_passed is "
+                            "false); improve it, or pass --force to publish anyway")
+        warnings.append("publishing although the evaluation gate failed (--force)")
+    elif gate is None:
+        warnings.append("not evaluated yet: run `medlora evaluate --gate` so the card carries metrics")
+
+    files = sorted(str(p.relative_to(adapter_dir)) for p in adapter_dir.rglob("*")
+                   if p.is_file() and not _ignored(p.relative_to(adapter_dir)))
+    result = PushResult(repo_id=repo_id, files=files, dry_run=dry_run, warnings=warnings)
+    if dry_run:
+        return result
+
+    from huggingface_hub import HfApi
+
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=str(adapter_dir),
+                                   commit_message="Upload LoRA adapter with medlora",
+                                   ignore_patterns=IGNORE_PATTERNS)
+    except Exception as err:  # noqa: BLE001 - every failure becomes one clear message below
+        raise PushError(_explain(err, repo_id, endpoint)) from None
+    result.url = str(getattr(commit, "repo_url", "") or f"{api.endpoint}/{repo_id}")
+    log.info("pushed %s to %s", adapter_dir, result.url)
+    return result
+
+
+def _ignored(relative: Path) -> bool:
+    parts = relative.parts
+    return any(p.startswith(".") or p.endswith(".checkpoints") or p.startswith("checkpoint-") or
+               p == "__pycache__" for p in parts)
+
+
+def _explain(err: Exception, repo_id: str, endpoint: str | None) -> str:
+    """One actionable line for the usual failures: offline, unreachable, no token, no permission."""
+    from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, OfflineModeIsEnabled
+
+    where = endpoint or "the Hugging Face Hub"
+    first = (str(err).splitlines() or [""])[0][:200]
+    if isinstance(err, OfflineModeIsEnabled):
+        return f"cannot push to {where}: offline mode is on (HF_HUB_OFFLINE=1); unset it on a connected machine"
+    if isinstance(err, LocalTokenNotFoundError):
+        return "no hub token: pass --token, set HF_TOKEN or run `huggingface-cli login`"
+    if isinstance(err, HfHubHTTPError):
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        if status in (401, 403):
+            return (f"the hub refused the push to {repo_id} (HTTP {status}): check that the token has write "
+                    "access to that namespace")
+        return f"the hub answered an error for {repo_id} (HTTP {status}): {first}"
+    if isinstance(err, (ConnectionError, TimeoutError, OSError)) or "connect" in type(err).__name__.lower() \
+            or "timeout" in type(err).__name__.lower():
+        return (f"could not reach {where} ({type(err).__name__}: {first}); check the network or HF_ENDPOINT, "
+                "or try `--dry-run` to validate offline")
+    return f"pushing {repo_id} to {where} failed ({type(err).__name__}: {first})"

@@ -1,0 +1,185 @@
+"""The HTTP API under a real uvicorn on 127.0.0.1, driven by the official ``openai`` client."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from medlora import MEDICAL_DISCLAIMER
+from medlora.server.app import create_app
+from medlora.service.llm_service import LLMService
+from test_service import CARD_Q, DERM_Q, make_adapter, make_index, make_router, service_config
+
+openai = pytest.importorskip("openai", reason="the openai client is a dev extra: pip install -e '.[dev]'")
+
+ADMIN_ENV = "MEDLORA_TEST_ADMIN_TOKEN"
+
+
+@contextmanager
+def running_server(app) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a random free port of 127.0.0.1 in a thread; yield its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def adapters_dir(tiny_llama_dir, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("server-adapters")
+    make_adapter(tiny_llama_dir, root / "lora-dermatology-adapter", "dermatology", seed=1)
+    make_adapter(tiny_llama_dir, root / "lora-cardiology-adapter", "cardiology", seed=2)
+    return root
+
+
+@pytest.fixture(scope="module")
+def service(tiny_llama_dir, adapters_dir) -> LLMService:
+    cfg = service_config(tiny_llama_dir, adapters_dir, **{
+        "service.admin_token_env": ADMIN_ENV, "service.batch_window_ms": 150})
+    svc = LLMService(cfg, index=make_index(), router=make_router())
+    svc.load_model()
+    return svc
+
+
+@pytest.fixture(scope="module")
+def base_url(service) -> Iterator[str]:
+    with running_server(create_app(service)) as url:
+        yield url
+
+
+@pytest.fixture
+def client(base_url):
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="x", max_retries=0, timeout=60)
+
+
+def test_health_and_models(base_url, client):
+    health = httpx.get(f"{base_url}/health").json()
+    assert health["status"] == "ok" and sorted(health["adapters"]) == ["cardiology", "dermatology"]
+    ids = [m.id for m in client.models.list().data]
+    assert ids[:2] == ["auto", "base"] and sorted(ids[2:]) == ["cardiology", "dermatology"]
+
+
+def test_non_streamed_completion_has_sources_and_disclaimer(client, service):
+    response = client.chat.completions.create(model="dermatology", messages=[
+        {"role": "system", "content": "ignored"}, {"role": "user", "content": DERM_Q}])
+    content = response.choices[0].message.content
+    expected = service.answer(DERM_Q, "dermatology")
+    assert content == expected.full_text
+    assert "Sources:\n[1] Melanoma — https://example.org/melanoma" in content and MEDICAL_DISCLAIMER in content
+    extra = response.model_extra
+    assert response.model == "dermatology" and extra["adapter"] == "dermatology"
+    assert [s["title"] for s in extra["sources"]] == [s.title for s in expected.sources]
+    assert extra["sources"][0]["url"] == "https://example.org/melanoma"
+    assert extra["disclaimer"] == MEDICAL_DISCLAIMER
+    assert response.choices[0].finish_reason in ("stop", "length")
+
+
+def test_streamed_completion_matches_and_ends_with_sources(client, base_url):
+    plain = client.chat.completions.create(model="dermatology", messages=[{"role": "user", "content": DERM_Q}])
+    chunks = list(client.chat.completions.create(
+        model="dermatology", messages=[{"role": "user", "content": DERM_Q}], stream=True))
+    contents = [c.choices[0].delta.content or "" for c in chunks]
+    assert sum(1 for text in contents[1:-1] if text) >= 2, "expected the answer in several chunks"
+    assert "".join(contents) == plain.choices[0].message.content
+    final = chunks[-1]
+    assert final.choices[0].finish_reason in ("stop", "length")
+    assert [s["number"] for s in final.model_extra["sources"]] == [1, 2]
+    assert final.model_extra["disclaimer"] == MEDICAL_DISCLAIMER
+    assert all(c.model == "dermatology" for c in chunks)
+
+    # The raw SSE framing: data lines, ending with [DONE].
+    with httpx.stream("POST", f"{base_url}/v1/chat/completions", timeout=60, json={
+            "model": "base", "stream": True, "messages": [{"role": "user", "content": CARD_Q}]}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = [line for line in response.iter_lines() if line]
+    assert all(line.startswith("data: ") for line in lines)
+    assert lines[-1] == "data: [DONE]"
+    assert "sources" in json.loads(lines[-2][6:])
+
+
+def test_auto_routes_and_unknown_model_is_404(client):
+    response = client.chat.completions.create(model="auto", messages=[{"role": "user", "content": CARD_Q}])
+    assert response.model == "cardiology" and response.model_extra["route"]["adapter"] == "cardiology"
+    with pytest.raises(openai.NotFoundError, match="unknown adapter"):
+        client.chat.completions.create(model="neurology", messages=[{"role": "user", "content": "x?"}])
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="neurology", stream=True,
+                                       messages=[{"role": "user", "content": "x?"}])
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model="base", messages=[{"role": "assistant", "content": "hi"}])
+
+
+def test_concurrent_requests_for_different_adapters_share_a_batch(client, base_url, service):
+    requests = [(DERM_Q, "dermatology"), (CARD_Q, "cardiology"), (DERM_Q, "base"), (CARD_Q, "dermatology")]
+    before = httpx.get(f"{base_url}/health").json()["batching"]
+
+    def ask(item):
+        question, model = item
+        return client.chat.completions.create(model=model, messages=[{"role": "user", "content": question}])
+
+    with ThreadPoolExecutor(len(requests)) as pool:
+        responses = list(pool.map(ask, requests))
+    after = httpx.get(f"{base_url}/health").json()["batching"]
+    assert after["requests"] - before["requests"] == len(requests)
+    assert after["batches"] - before["batches"] < len(requests), "concurrent requests were not batched"
+    for (question, model), response in zip(requests, responses, strict=True):
+        assert response.model == model
+        assert response.choices[0].message.content == service.answer(question, model).full_text
+
+
+def test_adapter_admin_requires_token(base_url, adapters_dir, tiny_llama_dir, tmp_path, monkeypatch):
+    url = f"{base_url}/v1/adapters"
+    body = {"name": "derm2", "path": str(adapters_dir / "lora-dermatology-adapter")}
+    monkeypatch.delenv(ADMIN_ENV, raising=False)
+    response = httpx.post(url, json=body)
+    assert response.status_code == 403 and ADMIN_ENV in response.json()["error"]["message"]
+
+    monkeypatch.setenv(ADMIN_ENV, "s3cret")
+    assert httpx.post(url, json=body).status_code == 401
+    assert httpx.post(url, json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    auth = {"Authorization": "Bearer s3cret"}
+    response = httpx.post(url, json=body, headers=auth)
+    assert response.status_code == 201, response.text
+    assert response.json()["loaded"]["name"] == "derm2"
+    assert "derm2" in [m["id"] for m in httpx.get(f"{base_url}/v1/models").json()["data"]]
+
+    other = make_adapter(tiny_llama_dir, tmp_path / "other", "dermatology", base_id="someone/other-model")
+    response = httpx.post(url, json={"name": "other", "path": str(other)}, headers=auth)
+    assert response.status_code == 409 and "someone/other-model" in response.json()["error"]["message"]
+
+    assert httpx.delete(f"{url}/derm2").status_code == 401
+    assert httpx.delete(f"{url}/derm2", headers=auth).status_code == 200
+    assert httpx.delete(f"{url}/derm2", headers=auth).status_code == 404
+    assert "derm2" not in [m["id"] for m in httpx.get(f"{base_url}/v1/models").json()["data"]]
+
+
+def test_web_page_and_static_files_are_served(base_url):
+    page = httpx.get(base_url + "/")
+    assert page.status_code == 200 and "medlora" in page.text and "/static/app.js" in page.text
+    assert "http://" not in page.text.replace("http://www.w3.org", "") and "cdn" not in page.text.lower()
+    assert httpx.get(base_url + "/static/app.js").status_code == 200
+    assert httpx.get(base_url + "/static/style.css").status_code == 200
