@@ -98,3 +98,19 @@ def test_real_medquad_dermatology_selection(medquad_dir, tmp_path):
     assert test_foci and not (test_foci & train_foci)
     sources = json.loads((tmp_path / "derm" / "manifest.json").read_text())["sources"]
     assert sources[0]["license"] == "CC BY 4.0" and sources[0]["unanswered_skipped"] > 0
+
+
+def test_source_specs_parse(tmp_path):
+    from medlora.data.prepare import parse_source_spec
+
+    assert parse_source_spec("builtin") == ("builtin", "")
+    assert parse_source_spec("medquad:auto") == ("medquad", "auto")
+    assert parse_source_spec("hub:org/data") == ("hub", "org/data")
+    assert parse_source_spec("pairs.jsonl") == ("json", "pairs.jsonl")
+    assert parse_source_spec("ftp:x") == ("ftp", "x")
+
+
+def test_builtin_source_alone_prepares_offline(tmp_path):
+    report = prepare_dataset(DataConfig(specialty="dermatology", sources=["builtin"]), output_dir=tmp_path / "d")
+    assert sum(report.split_counts.values()) >= 150
+    assert report.sources[0].license.startswith("Apache-2.0")

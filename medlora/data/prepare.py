@@ -72,12 +72,25 @@ def builtin_dataset_path(specialty: str) -> Path:
     return Path(str(path))
 
 
+SOURCE_KINDS = ("builtin", "json", "medquad", "abstracts", "hub")
+
+
+def parse_source_spec(spec: str) -> tuple[str, str]:
+    """``"medquad:DIR"`` → ``("medquad", "DIR")``; ``"builtin"`` → ``("builtin", "")``; a bare path → json."""
+    kind, sep, arg = spec.partition(":")
+    if kind in SOURCE_KINDS:
+        return kind, arg
+    if sep and not Path(spec).exists() and Path(spec).suffix.lower() not in (".json", ".jsonl"):
+        return kind, arg  # an unknown kind: reported by the caller
+    return "json", spec
+
+
 def _collect(
     spec: str, specialty: Specialty, cfg: DataConfig, repo_root: Path, report: PrepareReport, progress: Progress
 ) -> list[QARecord]:
     """Read one source spec into records (already specialty-filtered where that applies)."""
     errors: list[DataFormatError] | None = [] if cfg.skip_invalid else None
-    kind, _, arg = spec.partition(":") if ":" in spec and not Path(spec).exists() else ("json", "", spec)
+    kind, arg = parse_source_spec(spec)
     records: list[QARecord] = []
 
     if kind == "builtin":

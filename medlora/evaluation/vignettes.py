@@ -146,9 +146,9 @@ def vignette_text(answer: str, names: Sequence[str], max_chars: int = DEFAULT_MA
     return text
 
 
-def _conflicts(candidate: QARecord, gold_keys: set[str], gold_cuis: set[str]) -> bool:
-    keys = {normalise(n) for n in (candidate.focus, *candidate.synonyms) if n}
-    return bool(keys & gold_keys) or bool(set(candidate.cuis) & gold_cuis)
+def _identity(record: QARecord) -> tuple[frozenset[str], frozenset[str]]:
+    """A record's disease as (normalised names, CUIs), to tell a distractor from the gold disease."""
+    return frozenset(normalise(n) for n in (record.focus, *record.synonyms) if n), frozenset(record.cuis)
 
 
 def build_vignettes(
@@ -176,6 +176,7 @@ def build_vignettes(
         if record.focus:
             pool.setdefault(normalise(record.focus), record)
     pool_keys = sorted(pool)
+    identities = {key: _identity(pool[key]) for key in pool_keys}
 
     vignettes: list[Vignette] = []
     for key in order:
@@ -189,7 +190,8 @@ def build_vignettes(
         vignette = Vignette(focus=record.focus, gold=[record.focus, *[s for s in record.synonyms if s]],
                             text=text, cuis=list(record.cuis), doc_id=record.doc_id, url=record.url)
         gold_keys = {normalise(g) for g in names}
-        choices = [k for k in pool_keys if not _conflicts(pool[k], gold_keys, set(record.cuis))]
+        gold_cuis = frozenset(record.cuis)
+        choices = [k for k in pool_keys if not (identities[k][0] & gold_keys or identities[k][1] & gold_cuis)]
         rng = random.Random(f"{seed}:{key}")
         distractors = rng.sample(choices, min(n_options - 1, len(choices)))
         if distractors:
