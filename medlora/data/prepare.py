@@ -85,6 +85,16 @@ def parse_source_spec(spec: str) -> tuple[str, str]:
     return "json", spec
 
 
+def _locate(arg: str, auto_default: Path | None, what: str, env_var: str) -> Path | None:
+    """``auto`` (or empty) → the default location or ``None`` when absent; an explicit path must exist."""
+    if arg in ("", "auto"):
+        return auto_default if auto_default is not None and auto_default.exists() else None
+    path = Path(arg)
+    if not path.exists():
+        raise MedloraError(f"{arg}: {what} not found (give an existing path, or 'auto' to use ${env_var})")
+    return path
+
+
 def _collect(
     spec: str, specialty: Specialty, cfg: DataConfig, repo_root: Path, report: PrepareReport, progress: Progress
 ) -> list[QARecord]:
@@ -102,15 +112,12 @@ def _collect(
         records = list(iter_json_pairs(path, errors=errors))
         src = SourceReport(spec, str(path), "as declared by the file's owner")
     elif kind == "medquad":
-        directory = medquad_source.default_medquad_dir(repo_root) if arg in ("", "auto") else Path(arg)
-        src = SourceReport(spec, str(directory) if directory else "", medquad_source.LICENSE,
-                           attribution=medquad_source.ATTRIBUTION)
-        if directory is None or not directory.is_dir():
-            if arg in ("", "auto"):
-                src.note = "not found (set MEDQUAD_DIR); skipped"
-                report.sources.append(src)
-                return []
-            raise MedloraError(f"{arg}: MedQuAD directory not found")
+        directory = _locate(arg, medquad_source.default_medquad_dir(repo_root), "MedQuAD directory", "MEDQUAD_DIR")
+        src = SourceReport(spec, str(directory or ""), medquad_source.LICENSE, attribution=medquad_source.ATTRIBUTION)
+        if directory is None:
+            src.note = "not found (set MEDQUAD_DIR); skipped"
+            report.sources.append(src)
+            return []
         stats = medquad_source.MedquadStats()
         files = sorted(directory.glob("*/*.xml"))
         task = progress.add_task("Reading MedQuAD", total=len(files))
@@ -125,15 +132,14 @@ def _collect(
         src.unanswered_skipped = stats.unanswered
         src.note = f"{stats.documents} documents, {stats.pairs} answered pairs read, {stats.unanswered} unanswered skipped"
     elif kind == "abstracts":
-        csv_path = abstracts_source.default_abstracts_csv(repo_root) if arg in ("", "auto") else Path(arg)
-        src = SourceReport(spec, str(csv_path) if csv_path else "", abstracts_source.LICENSE,
+        csv_path = _locate(arg, abstracts_source.default_abstracts_csv(repo_root), "abstracts CSV",
+                           "MEDICAL_ABSTRACTS_CSV")
+        src = SourceReport(spec, str(csv_path or ""), abstracts_source.LICENSE,
                            attribution=abstracts_source.ATTRIBUTION)
-        if csv_path is None or not csv_path.is_file():
-            if arg in ("", "auto"):
-                src.note = "not found (set MEDICAL_ABSTRACTS_CSV); skipped"
-                report.sources.append(src)
-                return []
-            raise MedloraError(f"{arg}: abstracts CSV not found")
+        if csv_path is None:
+            src.note = "not found (set MEDICAL_ABSTRACTS_CSV); skipped"
+            report.sources.append(src)
+            return []
         records = list(abstracts_source.abstract_records(
             abstracts_source.iter_abstracts(csv_path), specialty, source="medical_abstracts"))
     elif kind == "hub":
