@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medlora-installed
 
-.PHONY: install demo demo-multi test bench clean
+.PHONY: install browser demo demo-multi test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +20,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+# Debian's Chromium for the end-to-end web-page test (driven by Playwright; no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "warning: could not install chromium; the web-page test will be skipped"; }
+
 demo: install
 	$(BIN)/medlora demo
 
 demo-multi: install
 	$(BIN)/medlora demo --specialties dermatology,cardiology
 
-test: install
+test: install browser
 	$(BIN)/python -m pytest -q
 
 bench: install

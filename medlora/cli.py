@@ -250,10 +250,9 @@ def run_subcommand(name: str, argv: list[str] | None = None) -> None:
     command.main(args=[name, *(sys.argv[1:] if argv is None else argv)], prog_name=f"medlora {name}")
 
 
-def main() -> None:  # pragma: no cover
-    app()
+from medlora.service_commands import register as _register_service_commands  # noqa: E402
 
+_register_service_commands(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()
-

@@ -9,12 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from peft import LoraConfig, TaskType, get_peft_model
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, GenerationConfig
 
 from medlora import MEDICAL_DISCLAIMER
 from medlora.config import MedloraConfig
@@ -36,6 +37,7 @@ def make_adapter(base_dir: Path, out_dir: Path, specialty: str, *, seed: int = 1
     seq2seq = bool(config.get("is_encoder_decoder"))
     cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
     model = cls.from_pretrained(base_dir)
+    torch.manual_seed(seed)  # LoRA A is initialised from the global generator: same adapter in any test order
     lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
                       target_modules=list(targets or (("q", "v") if seq2seq else ("q_proj", "v_proj"))),
                       task_type=TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM)
@@ -52,6 +54,20 @@ def make_adapter(base_dir: Path, out_dir: Path, specialty: str, *, seed: int = 1
     (out_dir / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
     write_metadata(out_dir, {"specialty": specialty, "base_model": {"id": base_id, "name": base_id},
                              "hyperparameters": {"r": 4}})
+    return out_dir
+
+
+def make_wordy_model(base_dir: Path, out_dir: Path, tokenizer) -> Path:
+    """A copy of the tiny model that may only generate whole words (space-prefixed alphabetic tokens).
+
+    A random model otherwise emits byte junk without spaces, which a word-by-word streamer (transformers'
+    TextIteratorStreamer) sends in one piece; words make streaming observable and deterministic.
+    """
+    shutil.copytree(base_dir, out_dir)
+    words = {i for token, i in tokenizer.get_vocab().items() if token.startswith("Ġ") and token[1:].isalpha()}
+    generation = GenerationConfig.from_pretrained(out_dir)
+    generation.suppress_tokens = sorted(set(range(len(tokenizer))) - words)
+    generation.save_pretrained(out_dir)
     return out_dir
 
 
@@ -98,8 +114,16 @@ def adapters_dir(tiny_llama_dir, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def service(tiny_llama_dir, adapters_dir) -> LLMService:
-    svc = LLMService(service_config(tiny_llama_dir, adapters_dir), index=make_index(), router=make_router())
+def wordy_llama_dir(tiny_llama_dir, tiny_tokenizer, tmp_path_factory) -> Path:
+    return make_wordy_model(tiny_llama_dir, tmp_path_factory.mktemp("wordy") / "llama", tiny_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def service(wordy_llama_dir, tmp_path_factory) -> LLMService:
+    root = tmp_path_factory.mktemp("wordy-adapters")
+    make_adapter(wordy_llama_dir, root / "lora-dermatology-adapter", "dermatology", seed=1)
+    make_adapter(wordy_llama_dir, root / "lora-cardiology-adapter", "cardiology", seed=2)
+    svc = LLMService(service_config(wordy_llama_dir, root), index=make_index(), router=make_router())
     svc.load_model()
     return svc
 
@@ -170,7 +194,7 @@ def test_stream_yields_the_same_answer(service):
     stream = service.stream(DERM_Q, "dermatology")
     assert stream.adapter == "dermatology" and stream.sources == reference.sources  # known before tokens
     pieces = list(stream)
-    assert len(pieces) >= 2, "expected several streamed pieces"
+    assert len(pieces) >= 5, f"expected a piece per word, got {pieces}"
     assert "".join(pieces) == reference.body
     assert stream.answer is not None and stream.answer.text == reference.text
 
@@ -230,6 +254,7 @@ def test_configured_adapter_is_default_and_bad_scan_entries_are_skipped(tiny_lla
                                                                         caplog):
     scan = tmp_path / "models"
     make_adapter(tiny_llama_dir, scan / "lora-cardiology-adapter", "cardiology", seed=2)
+    make_adapter(tiny_llama_dir, scan / "lora-cardiology-v2-adapter", "cardiology", seed=5)
     make_adapter(tiny_llama_dir, scan / "foreign-adapter", "foreign", base_id="someone/other-model")
     cfg = service_config(tiny_llama_dir, scan, **{
         "models.llm.use_medical_adapter": True,
@@ -239,7 +264,7 @@ def test_configured_adapter_is_default_and_bad_scan_entries_are_skipped(tiny_lla
     svc = LLMService(cfg)
     with caplog.at_level(logging.WARNING):
         svc.load_model()
-    assert sorted(a.name for a in svc.list_adapters()) == ["cardiology", "dermatology"]
+    assert sorted(a.name for a in svc.list_adapters()) == ["cardiology", "cardiology-v2", "dermatology"]
     assert "foreign-adapter" in caplog.text
     assert svc.default_adapter == "dermatology" and svc.answer(DERM_Q).adapter == "dermatology"
 
@@ -257,7 +282,9 @@ def test_merge_matches_unmerged_adapter(service, tmp_path, tiny_tokenizer):
     assert not any("lora" in name for name, _ in merged.named_parameters())
 
     prompt = service._prompt(DERM_Q, [])
-    inputs = tiny_tokenizer([prompt], return_tensors="pt")
+    device = next(service.generation_model.parameters()).device
+    inputs = tiny_tokenizer([prompt], return_tensors="pt").to(device)
+    merged.to(device)
     kwargs = dict(max_new_tokens=16, do_sample=False, pad_token_id=tiny_tokenizer.pad_token_id)
     with torch.inference_mode():
         expected = service.generation_model.generate(**inputs, adapter_names=["dermatology"], **kwargs)
@@ -278,3 +305,100 @@ def test_t5_mixed_batch_and_stream(tiny_t5_dir, tmp_path):
     assert [a.text for a in batch] == [a.text for a in single]
     stream = svc.stream(DERM_Q, "dermatology")
     assert "".join(stream).strip() == single[0].body
+
+
+# ------------------------------------------------------------------------------------------ hub and CLI
+
+
+def _adapter_for_push(tiny_llama_dir, path: Path, **metrics) -> Path:
+    make_adapter(tiny_llama_dir, path, "dermatology", seed=4)
+    if metrics:
+        from medlora.training.model_card import read_metadata
+
+        meta = read_metadata(path)
+        meta["metrics"] = metrics
+        write_metadata(path, meta)
+    return path
+
+
+def test_push_dry_run_validates_offline(tiny_llama_dir, tmp_path):
+    from medlora.service.hub import PushError, push_adapter
+
+    adapter = _adapter_for_push(tiny_llama_dir, tmp_path / "lora-dermatology-adapter", gate_passed=True)
+    (tmp_path / "lora-dermatology-adapter" / ".hidden").write_text("x")
+    result = push_adapter(adapter, "me/derm-lora", dry_run=True)
+    assert result.dry_run and result.url is None and result.warnings == []
+    assert {"adapter_config.json", "adapter_model.safetensors", "README.md", "medlora.json"} <= set(result.files)
+    assert ".hidden" not in result.files
+
+    with pytest.raises(PushError, match="OWNER/NAME"):
+        push_adapter(adapter, "no-owner", dry_run=True)
+    (adapter / "README.md").write_text("# no front matter\n")
+    (adapter / "adapter_config.json").write_text("{not json")
+    (adapter / "adapter_model.safetensors").write_bytes(b"\x00" * 16)
+    with pytest.raises(PushError) as err:
+        push_adapter(adapter, "me/derm-lora", dry_run=True)
+    message = str(err.value)
+    assert "front matter" in message and "does not parse" in message and "does not load" in message
+    (adapter / "README.md").unlink()
+    with pytest.raises(PushError, match="missing README.md"):
+        push_adapter(adapter, "me/derm-lora", dry_run=True)
+
+
+def test_push_refuses_a_failed_gate_unless_forced(tiny_llama_dir, tmp_path):
+    from medlora.service.hub import PushError, push_adapter
+
+    adapter = _adapter_for_push(tiny_llama_dir, tmp_path / "adapter", gate_passed=False)
+    with pytest.raises(PushError, match="gate"):
+        push_adapter(adapter, "me/derm-lora", dry_run=True)
+    forced = push_adapter(adapter, "me/derm-lora", dry_run=True, force=True)
+    assert any("gate failed" in w for w in forced.warnings)
+    unevaluated = _adapter_for_push(tiny_llama_dir, tmp_path / "fresh")
+    assert any("not evaluated" in w for w in push_adapter(unevaluated, "me/x", dry_run=True).warnings)
+
+
+def test_push_to_an_unreachable_hub_is_a_clear_error(tiny_llama_dir, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from medlora.service.hub import PushError, push_adapter
+
+    adapter = _adapter_for_push(tiny_llama_dir, tmp_path / "adapter", gate_passed=True)
+    with pytest.raises(PushError, match="offline mode|could not reach"):  # HF_HUB_OFFLINE=1 in the tests
+        push_adapter(adapter, "me/derm-lora", token="x", endpoint="http://127.0.0.1:9")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(PushError, match="could not reach http://127.0.0.1:9"):
+        push_adapter(adapter, "me/derm-lora", token="x", endpoint="http://127.0.0.1:9")
+
+
+def test_cli_push_merge_and_chat(tiny_llama_dir, adapters_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from medlora.cli import app
+
+    # The default source index from the built-in sets only (no MedQuAD), cached in tmp.
+    monkeypatch.setenv("MEDQUAD_DIR", str(tmp_path / "no-medquad"))
+    monkeypatch.setenv("MEDICAL_ABSTRACTS_CSV", str(tmp_path / "no-abstracts.csv"))
+    monkeypatch.setenv("MEDLORA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    common = ["--model", str(tiny_llama_dir), "--adapters-dir", str(adapters_dir)]
+
+    result = runner.invoke(app, ["push", str(adapters_dir / "lora-dermatology-adapter"), "me/derm", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "Nothing was uploaded" in result.output
+    result = runner.invoke(app, ["push", str(tmp_path), "me/derm", "--dry-run"])
+    assert result.exit_code == 2 and "missing adapter_config.json" in result.output
+
+    result = runner.invoke(app, ["merge", "cardiology", str(tmp_path / "merged"), *common])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
+    result = runner.invoke(app, ["merge", "neurology", str(tmp_path / "merged2"), *common])
+    assert result.exit_code == 2 and "unknown adapter 'neurology'" in result.output
+
+    script = "/adapters\n/adapter nonexistent\n/adapter dermatology\nWhat does psoriasis look like?\n/quit\n"
+    result = runner.invoke(app, ["chat", *common], input=script)
+    assert result.exit_code == 0, result.output
+    assert "cardiology" in result.output and "unknown adapter 'nonexistent'" in result.output
+    assert "answering with dermatology" in result.output.replace("\n", " ")
+    assert "Sources:" in result.output and "[1]" in result.output
+    assert MEDICAL_DISCLAIMER.split(";")[0] in result.output.replace("\n", " ")

@@ -17,7 +17,15 @@ from medlora import MEDICAL_DISCLAIMER
 from medlora.server.app import create_app
 from medlora.service.llm_service import LLMService
 from test_server import running_server
-from test_service import CARD_Q, DERM_Q, make_adapter, make_index, make_router, service_config
+from test_service import (
+    CARD_Q,
+    DERM_Q,
+    make_adapter,
+    make_index,
+    make_router,
+    make_wordy_model,
+    service_config,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -48,11 +56,12 @@ def browser() -> Iterator[object]:
 
 
 @pytest.fixture(scope="module")
-def site(tiny_llama_dir, tmp_path_factory) -> Iterator[tuple[str, LLMService]]:
+def site(tiny_llama_dir, tiny_tokenizer, tmp_path_factory) -> Iterator[tuple[str, LLMService]]:
     root = tmp_path_factory.mktemp("web-adapters")
-    make_adapter(tiny_llama_dir, root / "lora-dermatology-adapter", "dermatology", seed=1)
-    make_adapter(tiny_llama_dir, root / "lora-cardiology-adapter", "cardiology", seed=2)
-    service = LLMService(service_config(tiny_llama_dir, root), index=make_index(), router=make_router())
+    model = make_wordy_model(tiny_llama_dir, root / "llama", tiny_tokenizer)
+    make_adapter(model, root / "lora-dermatology-adapter", "dermatology", seed=1)
+    make_adapter(model, root / "lora-cardiology-adapter", "cardiology", seed=2)
+    service = LLMService(service_config(model, root), index=make_index(), router=make_router())
     service.load_model()
     with running_server(create_app(service)) as url:
         yield url, service
@@ -80,7 +89,8 @@ def test_chat_page_streams_an_answer_with_linked_sources(browser, site):
         assert first.locator(".question").text_content() == DERM_Q
         assert first.locator(".adapter-used").text_content() == "dermatology"
         assert first.locator(".text").text_content() == expected.body
-        assert int(first.locator(".answer").get_attribute("data-chunks")) >= 2, "the answer was not streamed"
+        chunks = int(first.locator(".answer").get_attribute("data-chunks"))
+        assert chunks == len(list(service.stream(DERM_Q, "dermatology"))) >= 5, "the answer was not streamed"
         links = first.locator("ol.sources li a")
         assert links.count() == len(expected.sources) >= 1
         assert [links.nth(i).get_attribute("href") for i in range(links.count())] == [

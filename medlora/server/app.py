@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
@@ -246,6 +247,12 @@ def create_app(service: LLMService) -> FastAPI:
     async def _on_api_error(_: Request, err: APIError) -> JSONResponse:
         return err.response()
 
+    @app.exception_handler(RequestValidationError)
+    async def _on_invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}"
+                             for e in err.errors())
+        return APIError(400, f"invalid request: {problems}").response()
+
     @app.exception_handler(MedloraError)
     async def _on_medlora_error(_: Request, err: MedloraError) -> JSONResponse:
         return _api_error(err).response()
@@ -345,13 +352,17 @@ async def _stream_events(stream: AnswerStream, requested: str, budget: int) -> A
     loop = asyncio.get_running_loop()
     pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
+    def send(kind: str, value: Any) -> None:
+        with suppress(RuntimeError):  # the event loop is gone (server shutting down): nobody is listening
+            loop.call_soon_threadsafe(pieces.put_nowait, (kind, value))
+
     def produce() -> None:
         try:
             for piece in stream:
-                loop.call_soon_threadsafe(pieces.put_nowait, ("piece", piece))
-            loop.call_soon_threadsafe(pieces.put_nowait, ("done", stream.answer))
+                send("piece", piece)
+            send("done", stream.answer)
         except Exception as err:  # noqa: BLE001 - sent to the client as an error event
-            loop.call_soon_threadsafe(pieces.put_nowait, ("error", err))
+            send("error", err)
 
     completion_id, created = _completion_id(), int(time.time())
 

@@ -20,7 +20,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,9 @@ from medlora.service.registry import (
     BASE_NAME,
     AdapterInfo,
     AdapterNotFoundError,
+    default_adapter_name,
     describe_adapter,
+    directory_adapter_name,
     scan_adapters_dir,
 )
 from medlora.service.retrieval import Retrieved, SourceIndex
@@ -227,6 +229,7 @@ class AnswerStream:
         def run() -> None:
             try:
                 with service._lock:
+                    service._check_still_loaded([self._peft_adapter])
                     model = service.generation_model
                     add_special = prompt_uses_special_tokens(tokenizer, loaded.spec)
                     inputs = tokenizer([self._prompt], return_tensors="pt", add_special_tokens=add_special)
@@ -296,7 +299,8 @@ class LLMService:
     def __init__(self, config: MedloraConfig, *, index: SourceIndex | None = None,
                  router: SpecialtyRouter | None = None) -> None:
         self.config = config
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # guards the model: generation, adapter loading and unloading
+        self._router_lock = threading.Lock()  # training the router must not block generation
         self._loaded: LoadedModel | None = None
         self._peft: PeftModel | None = None
         self._adapters: dict[str, AdapterInfo] = {}
@@ -331,7 +335,10 @@ class LLMService:
             if configured is not None and path.resolve() == configured.resolve():
                 continue
             try:
-                self.load_adapter(None, path)
+                name = default_adapter_name(path)
+                if name in self._adapters:  # two adapters of one specialty: tell them apart by directory
+                    name = directory_adapter_name(path)
+                self.load_adapter(name, path)
             except MedloraError as err:
                 log.warning("skipping adapter %s: %s", path, err)
         self._ensure_index()
@@ -394,6 +401,8 @@ class LLMService:
                 self._loaded.model = self._peft.unload()  # type: ignore[union-attr]
                 self._peft = None
             else:
+                if name in self._peft.active_adapters:  # switch first: PEFT warns when deleting the active one
+                    self._peft.set_adapter(next(n for n in self._adapters if n != name))
                 self._peft.delete_adapter(name)
             del self._adapters[name]
             if self._default == name:
@@ -427,14 +436,14 @@ class LLMService:
     def router(self) -> SpecialtyRouter | None:
         """The ``auto`` router, (re)trained from the loaded adapters' questions when they changed."""
         if self._router_stale:
-            with self._lock:
+            with self._router_lock:
                 if self._router_stale:
-                    pairs = [(a.name, a.specialty or a.name) for a in self._adapters.values()]
+                    self._router_stale = False  # set first: a load meanwhile marks it stale again
+                    pairs = [(a.name, a.specialty or a.name) for a in list(self._adapters.values())]
                     self._router = build_router(
                         pairs, threshold=self.config.service.routing_threshold,
                         prepared_dir_template=self.config.data.output_dir,
                     ) if pairs else None
-                    self._router_stale = False
         return self._router
 
     def resolve_adapters(self, questions: Sequence[str], adapters: Sequence[str | None]
@@ -515,9 +524,8 @@ class LLMService:
         self._log_questions(questions)
         with self._lock:
             loaded = self.loaded_model
+            self._check_still_loaded(name for name, _ in resolved)
             names = [name or PEFT_BASE for name, _ in resolved] if self._peft is not None else None
-            if self._peft is None and any(name for name, _ in resolved):  # unloaded since resolution
-                raise AdapterNotFoundError("the requested adapter was unloaded meanwhile; ask again")
             began = time.perf_counter()
             generations = generate_batch(self.generation_model, loaded.tokenizer, loaded.spec, prompts,
                                          max_new_tokens=max_new_tokens or self.config.service.max_new_tokens,
@@ -547,6 +555,12 @@ class LLMService:
         self._log_questions([question])
         return AnswerStream(self, self._prompt(question, sources), name, decision, sources,
                             max_new_tokens or self.config.service.max_new_tokens, started, retrieval_s)
+
+    def _check_still_loaded(self, names: Iterable[str | None]) -> None:
+        """Called under the lock: an adapter may have been unloaded between routing and generating."""
+        for name in names:
+            if name is not None and name not in self._adapters:
+                raise AdapterNotFoundError(f"adapter '{name}' was unloaded meanwhile; ask again")
 
     def _log_questions(self, questions: Sequence[str]) -> None:
         if self.config.service.log_questions:

@@ -65,6 +65,11 @@ def default_adapter_name(adapter_dir: Path) -> str:
     if isinstance(specialty, str) and specialty.strip():
         # A specialty given as a term-list path (``data/x.txt``) names the adapter by its stem.
         return Path(specialty.strip()).stem
+    return directory_adapter_name(adapter_dir)
+
+
+def directory_adapter_name(adapter_dir: Path) -> str:
+    """The directory name without ``lora-``/``-adapter``: ``lora-dermatology-v2-adapter`` → ``dermatology-v2``."""
     name = adapter_dir.name
     name = name.removeprefix("lora-").removeprefix("lora_")
     name = name.removesuffix("-adapter").removesuffix("_adapter")
