@@ -30,6 +30,8 @@ def _config(model_dir, qa_jsonl, tmp_path) -> MedloraConfig:
         "training.save_steps": 5,
         "evaluation.max_new_tokens": 8,
         "evaluation.batch_size": 4,
+        "evaluation.latency_samples": 0,
+        "evaluation.cited_answers": 4,
     })
 
 

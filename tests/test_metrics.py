@@ -13,7 +13,7 @@ from medlora.evaluation.likelihood import OptionScore, choose, score_options
 from medlora.evaluation.metrics import ALL_METRICS, EvalSample, get_metric
 from medlora.evaluation.metrics.citations import judge, parse_citations
 from medlora.evaluation.metrics.terminology import term_precision, term_recall
-from medlora.evaluation.resources import lora_parameter_bytes, percentile, time_generation
+from medlora.evaluation.resources import lora_parameter_bytes, percentile, time_generation, time_variants
 from medlora.evaluation.vignettes import Vignette, build_vignettes, mentions_any, names_of, vignette_text
 from medlora.evaluation.vocabulary import (
     HPO_SPECIALTY_ROOTS,
@@ -23,6 +23,15 @@ from medlora.evaluation.vocabulary import (
     load_vocabulary,
 )
 from medlora.service.retrieval import Source
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run fastest on one thread, and do not stall when other jobs share the CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 VOCAB = Vocabulary.from_terms(
     specialty_terms=["melanoma", "basal cell carcinoma", "carcinoma", "psoriasis", "plaque", "Sjögren syndrome",
@@ -218,17 +227,21 @@ def test_build_vignettes_seeded_and_distractors_never_gold():
 
 
 @pytest.mark.shared_data
-def test_vignettes_from_real_medquad(medquad_dir):
+def test_vignettes_from_real_medquad(medquad_dir, tmp_path):
     from medlora.data.sources import medquad as medquad_source
 
-    records = [r for doc in medquad_source.iter_documents(medquad_dir, errors=[])
+    subsets = tmp_path / "medquad"  # links to a few small subsets keep this fast; nothing is copied
+    subsets.mkdir()
+    for name in ("1_CancerGov_QA", "5_NIDDK_QA", "8_NHLBI_QA_XML", "9_CDC_QA"):
+        (subsets / name).symlink_to(medquad_dir / name, target_is_directory=True)
+    records = [r for doc in medquad_source.iter_documents(subsets, errors=[])
                for r in medquad_source.document_records(doc)]
     vignettes = build_vignettes(records, records, n=40, seed=42)
     assert len(vignettes) == 40
     assert [v.focus for v in vignettes] == [v.focus for v in build_vignettes(records, records, n=40, seed=42)]
     for v in vignettes:
         assert not mentions_any(v.text, names_of(v.focus, v.gold)), v.focus
-        assert "Human Phenotype Ontology" not in v.text and "?" not in v.text
+        assert "Human Phenotype Ontology" not in v.text and not v.text.startswith("What are")
         assert len(v.options) == 4 and v.options[v.answer_index] == v.focus
         assert v.question.startswith("A patient presents with") and v.question.endswith("most likely diagnosis?")
 
@@ -278,6 +291,9 @@ def test_resources_helpers(tiny_llama_dir):
     peft = get_peft_model(loaded.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
     expected = sum(p.numel() * 4 for n, p in peft.named_parameters() if "lora_" in n)
     assert lora_parameter_bytes(peft) == expected > 0
+    timings = time_variants({"base": (peft, peft.disable_adapter), "adapter": (peft, None)}, loaded.tokenizer,
+                            loaded.spec, ["Q: a?", "Q: b?", "Q: c?"], 3)
+    assert set(timings) == {"base", "adapter"} and all(t["new_tokens_per_answer"] == 3 for t in timings.values())
     peft.unload()
 
 

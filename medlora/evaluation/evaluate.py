@@ -49,7 +49,7 @@ from medlora.evaluation.resources import (
     peak_rss_bytes,
     rss_bytes,
     summarise,
-    time_generation,
+    time_variants,
 )
 from medlora.evaluation.vignettes import Vignette, build_vignettes
 from medlora.evaluation.vocabulary import Vocabulary, load_vocabulary
@@ -142,7 +142,7 @@ def check_gate(variants: dict[str, dict[str, float | None]], margins: dict[str, 
         except MedloraError:
             higher_is_better = True
         lift = adapter[metric] - base[metric] if higher_is_better else base[metric] - adapter[metric]
-        if lift < margin:
+        if lift < margin - 1e-9:  # tolerate float rounding (0.15 - 0.10 < 0.05)
             failures.append(
                 f"{metric}: adapter {adapter[metric]:.4f} vs base {base[metric]:.4f} "
                 f"(needs a {'lift' if higher_is_better else 'reduction'} of at least {margin:+.4f})"
@@ -317,7 +317,6 @@ class VariantRun:
     vignettes: list[Generation] = field(default_factory=list)
     choices: list[int | None] = field(default_factory=list)
     cited: list[Generation] = field(default_factory=list)
-    latency: dict[str, float] = field(default_factory=dict)
 
 
 def _generate(loaded: LoadedModel, model: Any, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
@@ -334,7 +333,7 @@ def latency_prompts(loaded: LoadedModel, ctx: EvaluationContext, n: int) -> list
 
 
 def run_variant(model: Any, loaded: LoadedModel, ctx: EvaluationContext, cfg: MedloraConfig, progress: Progress,
-                label: str, *, time_latency: bool = False) -> VariantRun:
+                label: str) -> VariantRun:
     """Answer every sample set of ``ctx`` with ``model`` (the base, or the base with an adapter)."""
     ecfg = cfg.evaluation
     tok, spec = loaded.tokenizer, loaded.spec
@@ -355,11 +354,6 @@ def run_variant(model: Any, loaded: LoadedModel, ctx: EvaluationContext, cfg: Me
                    for record, sources in ctx.cited]
         run.cited = _generate(loaded, model, prompts, ecfg.max_new_tokens, ecfg.batch_size, progress,
                               f"{label}: with sources")
-    if time_latency and ecfg.latency_samples > 0:
-        task = progress.add_task(f"Timing ({label})", total=None)
-        run.latency = time_generation(model, tok, spec, latency_prompts(loaded, ctx, ecfg.latency_samples),
-                                      ecfg.latency_max_new_tokens)
-        progress.update(task, total=1, completed=1)
     return run
 
 
@@ -423,31 +417,20 @@ def evaluate_adapter(
                                               "device": _device_name(loaded)},
                                  "memory": {}, "notes": []}
     with Progress() as progress:
-        base_run = run_variant(loaded.model, loaded, ctx, cfg, progress, "base", time_latency=True)
+        base_run = run_variant(loaded.model, loaded, ctx, cfg, progress, "base")
         rss_before = rss_bytes()
         peft_model = PeftModel.from_pretrained(loaded.model, str(adapter_dir))
         peft_model.eval()
         resources["memory"]["rss_added_by_adapter_bytes"] = rss_bytes() - rss_before
         resources["memory"]["adapter_parameter_bytes"] = lora_parameter_bytes(peft_model)
-        adapter_run = run_variant(peft_model, loaded, ctx, cfg, progress, "adapter", time_latency=True)
+        adapter_run = run_variant(peft_model, loaded, ctx, cfg, progress, "adapter")
         resources["memory"]["peak_rss_bytes"] = peak_rss_bytes()
-        peft_model.unload()  # give the caller its base model back untouched
         if ecfg.latency_samples > 0 and ctx.records:
-            if is_quantized(loaded.model):
-                resources["notes"].append("merged adapter not timed: merging into a k-bit base is not supported")
-            else:
-                with merged_copy(loaded.model, adapter_dir) as merged:
-                    task = progress.add_task("Timing (merged)", total=None)
-                    resources["merged"] = time_generation(merged, loaded.tokenizer, loaded.spec,
-                                                          latency_prompts(loaded, ctx, ecfg.latency_samples),
-                                                          ecfg.latency_max_new_tokens)
-                    progress.update(task, total=1, completed=1)
-                resources["memory"]["peak_rss_with_merged_copy_bytes"] = peak_rss_bytes()
-    if base_run.latency:
-        resources["base"], resources["adapter"] = base_run.latency, adapter_run.latency
-        summarise(resources)
-    else:
-        resources = {}
+            task = progress.add_task("Timing base / adapter / merged", total=None)
+            resources.update(_time_variants(peft_model, loaded, ctx, cfg, resources))
+            progress.update(task, total=1, completed=1)
+        peft_model.unload()  # give the caller its base model back untouched
+    summarise(resources)
 
     variants = {name: {**score_run(ctx, run, metric_names), **latency_summary(run.qa)}
                 for name, run in (("base", base_run), ("adapter", adapter_run))}
@@ -494,6 +477,22 @@ def evaluate_adapter(
     write_reports(report.to_json(), Path(output_dir), loss_curve=loss_curve if loss_curve.is_file() else None)
     _record_in_model_card(adapter_dir, report)
     return report
+
+
+def _time_variants(peft_model: Any, loaded: LoadedModel, ctx: EvaluationContext, cfg: MedloraConfig,
+                   resources: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Latency of base (adapter disabled), adapter (unmerged) and merged adapter (a merged copy), interleaved."""
+    ecfg = cfg.evaluation
+    prompts = latency_prompts(loaded, ctx, ecfg.latency_samples)
+    variants: dict[str, Any] = {"base": (peft_model, peft_model.disable_adapter), "adapter": (peft_model, None)}
+    if is_quantized(loaded.model):
+        resources["notes"].append("merged adapter not timed: merging into a k-bit base is not supported")
+        return time_variants(variants, loaded.tokenizer, loaded.spec, prompts, ecfg.latency_max_new_tokens)
+    with merged_copy(peft_model) as merged:
+        variants["merged"] = (merged, None)
+        timings = time_variants(variants, loaded.tokenizer, loaded.spec, prompts, ecfg.latency_max_new_tokens)
+    resources["memory"]["peak_rss_with_merged_copy_bytes"] = peak_rss_bytes()
+    return timings
 
 
 def _record_in_model_card(adapter_dir: Path, report: EvaluationReport) -> None:

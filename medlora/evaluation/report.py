@@ -45,18 +45,21 @@ def format_value(value: float | None, display: str = "score") -> str:
 
 
 def format_delta(delta: float, display: str = "score") -> str:
+    # Rounded to the shown precision first, so that float noise never shows as "-0.000".
     if display == "percent":
-        return f"{100 * delta:+.1f} pp"
+        return f"{round(100 * delta, 1) + 0.0:+.1f} pp"
     if display == "count":
-        return f"{delta:+.0f}"
-    return f"{delta:+.3f}"
+        return f"{round(delta) + 0:+d}"
+    return f"{round(delta, 3) + 0.0:+.3f}"
 
 
 def _expected_cell(metric: str, display: str) -> str:
     expected = NOTE_EXPECTATIONS.get(metric)
     if not expected:
         return ""
-    return f"{format_value(expected['base'], display)} → {format_value(expected['adapter'], display)}"
+    if display == "percent":  # as the note writes them: 45 % → 87 %, 0.42 → 0.68
+        return f"{100 * expected['base']:.0f} % → {100 * expected['adapter']:.0f} %"
+    return f"{expected['base']:.2f} → {expected['adapter']:.2f}"
 
 
 def _rows(report: dict[str, Any], with_expected: bool = True) -> tuple[list[str], list[list[str]]]:
@@ -92,7 +95,11 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def _mb(value: float | None) -> str:
-    return "–" if value is None else f"{value / 2**20:.1f} MB"
+    if value is None:
+        return "–"
+    if abs(value) < 2**20:
+        return f"{value / 2**10:.1f} KB"
+    return f"{value / 2**20:.1f} MB"
 
 
 def resource_rows(resources: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -117,11 +124,13 @@ def render_resources_markdown(resources: dict[str, Any]) -> str:
     if not resources:
         return ""
     settings = resources.get("settings", {})
-    parts = [f"### Latency and memory\n\n{settings.get('answers', '?')} answers per variant, batch size 1, "
-             f"exactly {settings.get('max_new_tokens', '?')} new tokens each, on {settings.get('device', '?')}; "
-             f"{EXPECTED_LABEL}: latency {NOTE_RESOURCES['latency']}, {NOTE_RESOURCES['memory']}."]
+    parts = ["### Latency and memory"]
     header, rows = resource_rows(resources)
     if rows:
+        parts.append(f"{settings.get('answers', '?')} answers per variant, batch size 1, exactly "
+                     f"{settings.get('max_new_tokens', '?')} new tokens each, timed interleaved, on "
+                     f"{settings.get('device', '?')}; {EXPECTED_LABEL}: latency {NOTE_RESOURCES['latency']}, "
+                     f"{NOTE_RESOURCES['memory']}.")
         parts.append(_md_table(header, rows))
     memory = resources.get("memory", {})
     if memory:
@@ -220,10 +229,10 @@ def print_table(report: dict[str, Any], console: Console | None = None) -> None:
         for row in rows:
             table.add_row(*row)
         console.print(table)
-        summary = resources.get("summary", {})
-        if "adapter_parameter_mb" in summary:
-            console.print(f"LoRA parameters: {summary['adapter_parameter_mb']:.2f} MB; peak RSS "
-                          f"{_mb(resources.get('memory', {}).get('peak_rss_bytes'))}")
+        memory = resources.get("memory", {})
+        if "adapter_parameter_bytes" in memory:
+            console.print(f"LoRA parameters: {_mb(memory['adapter_parameter_bytes'])}; peak RSS "
+                          f"{_mb(memory.get('peak_rss_bytes'))}")
 
 
 def write_reports(report: dict[str, Any], output_dir: Path, loss_curve: Path | None = None) -> tuple[Path, Path]:
@@ -243,7 +252,7 @@ def write_reports(report: dict[str, Any], output_dir: Path, loss_curve: Path | N
 
 def matrix_tables(matrix: dict[str, Any]) -> list[tuple[str, str, list[str], list[list[str]]]]:
     """One ``(metric, label, header, rows)`` table per metric: rows = adapters (base first), columns =
-    specialties; ``*`` marks the best row of each column."""
+    specialties; ``*`` marks the best row(s) of each column (nothing when all rows tie)."""
     specialties = matrix["specialties"]
     cells = matrix["cells"]
     displays = matrix.get("metric_display", {})
@@ -251,18 +260,19 @@ def matrix_tables(matrix: dict[str, Any]) -> list[tuple[str, str, list[str], lis
     tables = []
     for metric, label in matrix["metric_labels"].items():
         display = displays.get(metric, "score")
-        best = {}
+        best: dict[str, set[str]] = {}
         for s in specialties:
-            values = [(cells[row][s].get(metric), row) for row in cells if cells[row].get(s)]
-            values = [(v, r) for v, r in values if v is not None]
-            if values:
-                best[s] = (min if metric in lower_better else max)(values)[1]
+            values = {row: cells[row].get(s, {}).get(metric) for row in cells}
+            values = {row: round(v, 9) for row, v in values.items() if v is not None}
+            if len(set(values.values())) > 1:  # a tie of every row marks nothing
+                top = (min if metric in lower_better else max)(values.values())
+                best[s] = {row for row, v in values.items() if v == top}
         rows = []
         for row in cells:
             line = [row]
             for s in specialties:
                 value = cells[row].get(s, {}).get(metric)
-                line.append(format_value(value, display) + (" *" if best.get(s) == row and value is not None else ""))
+                line.append(format_value(value, display) + (" *" if row in best.get(s, set()) else ""))
             rows.append(line)
         tables.append((metric, label, ["adapter \\ specialty", *specialties], rows))
     return tables

@@ -12,6 +12,7 @@ from typing import Any
 from medlora.evaluation.report import (
     EXPECTED_LABEL,
     NOTE_EXPECTATIONS,
+    _mb,
     _rows,
     matrix_tables,
     render_data_markdown,
@@ -139,7 +140,8 @@ def render_html(report: dict[str, Any], loss_curve: Path | None = None) -> str:
         f"<p>{report['samples']} held-out questions ({_esc(meta.get('specialty'))}, data hash "
         f"<code>{_esc(meta.get('dataset_hash'))}</code>), {counts.get('vignettes', 0)} diagnostic vignettes, "
         f"{counts.get('cited', 0)} answers with retrieved sources; {_esc(meta.get('decoding'))} decoding, "
-        f"max {_esc(meta.get('max_new_tokens'))} new tokens, seed {_esc(meta.get('seed'))}, {_esc(meta.get('date'))}.</p>",
+        f"max {_esc(meta.get('max_new_tokens'))} new tokens, seed {_esc(meta.get('seed'))}, "
+        f"{_esc(meta.get('date'))}.</p>",
         _table(header, rows),
         f"<p class='note'>Last column: {_esc(EXPECTED_LABEL)} — shown for comparison, not a target for a "
         "small model.</p>",
@@ -161,9 +163,9 @@ def render_html(report: dict[str, Any], loss_curve: Path | None = None) -> str:
         parts.append(f"<h2>Latency and memory</h2><p>{_esc(settings.get('answers'))} answers per variant, batch "
                      f"size 1, exactly {_esc(settings.get('max_new_tokens'))} new tokens each, on "
                      f"{_esc(settings.get('device'))}.</p>" + _table(r_header, r_rows))
-        mem = [["LoRA parameters the adapter adds", f"{summary.get('adapter_parameter_mb', 0):.2f} MB"],
-               ["Process RSS added by attaching the adapter", f"{summary.get('rss_added_by_adapter_mb', 0):.1f} MB"],
-               ["Peak process RSS", f"{memory.get('peak_rss_bytes', 0) / 2**20:.0f} MB"]]
+        mem = [["LoRA parameters the adapter adds", _mb(memory.get("adapter_parameter_bytes"))],
+               ["Process RSS added by attaching the adapter", _mb(memory.get("rss_added_by_adapter_bytes"))],
+               ["Peak process RSS", _mb(memory.get("peak_rss_bytes"))]]
         if "gpu_added_by_adapter_mb" in summary:
             mem.append(["GPU memory added by the adapter (peak)", f"{summary['gpu_added_by_adapter_mb']:.1f} MB"])
         parts.append(_table(["Memory", "value"], mem))

@@ -1,8 +1,10 @@
 """Latency and memory: base vs adapter (unmerged LoRA) vs merged adapter.
 
 Latency is timed on the same prompts for every variant, one prompt at a time (what one user waits for), after
-one warm-up call, and with a fixed answer length (``min_new_tokens = max_new_tokens``) so that a variant that
-happens to stop early does not look faster. Memory: the bytes of the LoRA parameters the adapter adds, the
+one warm-up call per variant, interleaved prompt by prompt (so changing machine load hits every variant alike),
+and with a fixed answer length (``min_new_tokens = max_new_tokens``) so that a variant that happens to stop
+early does not look faster. The base is timed as the PEFT model with its adapter disabled, the merged adapter
+on a merged deep copy. Memory: the bytes of the LoRA parameters the adapter adds, the
 process RSS before and after attaching the adapter, the process's peak RSS, and on CUDA the peak GPU memory
 allocated while each variant generates.
 """
@@ -15,9 +17,8 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import psutil
@@ -55,63 +56,85 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+Variant = tuple[Any, Callable[[], AbstractContextManager[Any]] | None]  # (model, context to enter around calls)
+
+
 @torch.inference_mode()
-def time_generation(
-    model: Any,
+def time_variants(
+    variants: Mapping[str, Variant],
     tokenizer: PreTrainedTokenizerBase,
     spec: ModelSpec,
     prompts: Sequence[str],
     max_new_tokens: int,
-) -> dict[str, float]:
-    """Per-answer latency (s) mean/p50/p95 and tokens/s, batch size 1, fixed answer length."""
-    if not prompts:
+) -> dict[str, dict[str, float]]:
+    """Per-answer latency (s) mean/p50/p95 and tokens/s of each variant, batch size 1, fixed answer length.
+
+    The variants are timed interleaved, prompt by prompt (in a rotating order), so a change in machine load
+    during the benchmark affects all of them alike instead of whichever variant happened to run then.
+    """
+    if not prompts or not variants:
         return {}
-    device = next(model.parameters()).device
     add_special = prompt_uses_special_tokens(tokenizer, spec)
     tokenizer.padding_side = "right" if spec.is_encoder_decoder else "left"
 
-    def run(prompt: str, tokens: int) -> int:
+    def run(variant: Variant, prompt: str, tokens: int) -> int:
+        model, context = variant
+        device = next(model.parameters()).device
         inputs = tokenizer([prompt], return_tensors="pt", add_special_tokens=add_special).to(device)
-        output = model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
-                                num_beams=1, pad_token_id=tokenizer.pad_token_id)
-        new = output.shape[1] if spec.is_encoder_decoder else output.shape[1] - inputs["input_ids"].shape[1]
-        return int(new)
+        with context() if context is not None else nullcontext():
+            output = model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
+                                    num_beams=1, pad_token_id=tokenizer.pad_token_id)
+        return int(output.shape[1] if spec.is_encoder_decoder else output.shape[1] - inputs["input_ids"].shape[1])
 
-    run(prompts[0], 2)  # warm-up: first-call allocations and kernel selection are not latency
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    seconds, tokens = [], 0
-    for prompt in prompts:
-        _sync()
-        started = time.perf_counter()
-        tokens += run(prompt, max_new_tokens)
-        _sync()
-        seconds.append(time.perf_counter() - started)
-    stats = {
-        "latency_mean_s": statistics.fmean(seconds),
-        "latency_p50_s": statistics.median(seconds),
-        "latency_p95_s": percentile(seconds, 0.95),
-        "tokens_per_s": tokens / max(sum(seconds), 1e-9),
-        "answers": float(len(prompts)),
-        "new_tokens_per_answer": tokens / len(prompts),
-    }
-    if torch.cuda.is_available():
-        stats["gpu_peak_bytes"] = float(torch.cuda.max_memory_allocated())
-    return stats
+    names = list(variants)
+    for name in names:  # warm-up: first-call allocations and kernel selection are not latency
+        run(variants[name], prompts[0], 2)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    tokens = dict.fromkeys(names, 0)
+    gpu_peak = dict.fromkeys(names, 0)
+    for i, prompt in enumerate(prompts):
+        for name in names[i % len(names):] + names[: i % len(names)]:
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            _sync()
+            started = time.perf_counter()
+            tokens[name] += run(variants[name], prompt, max_new_tokens)
+            _sync()
+            seconds[name].append(time.perf_counter() - started)
+            if torch.cuda.is_available():
+                gpu_peak[name] = max(gpu_peak[name], torch.cuda.max_memory_allocated())
+    out = {}
+    for name in names:
+        stats = {
+            "latency_mean_s": statistics.fmean(seconds[name]),
+            "latency_p50_s": statistics.median(seconds[name]),
+            "latency_p95_s": percentile(seconds[name], 0.95),
+            "tokens_per_s": tokens[name] / max(sum(seconds[name]), 1e-9),
+            "answers": float(len(prompts)),
+            "new_tokens_per_answer": tokens[name] / len(prompts),
+        }
+        if torch.cuda.is_available():
+            stats["gpu_peak_bytes"] = float(gpu_peak[name])
+        out[name] = stats
+    return out
+
+
+def time_generation(model: Any, tokenizer: PreTrainedTokenizerBase, spec: ModelSpec, prompts: Sequence[str],
+                    max_new_tokens: int) -> dict[str, float]:
+    """:func:`time_variants` for one model."""
+    return time_variants({"model": (model, None)}, tokenizer, spec, prompts, max_new_tokens).get("model", {})
 
 
 @contextmanager
-def merged_copy(base_model: torch.nn.Module, adapter_dir: str | Path) -> Iterator[torch.nn.Module]:
-    """A deep copy of the base with the adapter merged into its weights; the caller's base stays untouched."""
-    from peft import PeftModel
-
-    clone = copy.deepcopy(base_model)
-    merged = PeftModel.from_pretrained(clone, str(adapter_dir)).merge_and_unload()
+def merged_copy(peft_model: Any) -> Iterator[torch.nn.Module]:
+    """A deep copy of a PEFT model with its adapter merged into the weights (``merge_and_unload``); the
+    caller's model, base weights and adapter stay untouched."""
+    merged = copy.deepcopy(peft_model).merge_and_unload()
     merged.eval()
     try:
         yield merged
     finally:
-        del merged, clone
+        del merged
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

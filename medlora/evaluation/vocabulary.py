@@ -139,11 +139,9 @@ class Vocabulary:
         return sum(self.terms.values())
 
     def _lookup(self, words: Sequence[str]) -> str | None:
+        """The vocabulary term for these words; the singular wins, so "papules" and "papule" are one term."""
         key = tuple(words)
-        found = self._by_words.get(key)
-        if found is not None:
-            return found
-        for variant in _plural_variants(key[-1])[1:]:
+        for variant in reversed(_plural_variants(key[-1])):
             found = self._by_words.get((*key[:-1], variant))
             if found is not None:
                 return found
