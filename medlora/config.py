@@ -82,6 +82,8 @@ class TrainingConfig(_Strict):
     lora_dropout: float = Field(0.1, ge=0, lt=1)
     target_modules: list[str] | None = None
     max_length: int = Field(512, ge=16)
+    # Share of training questions shown with sources in the prompt and answered citing them as [n].
+    cited_fraction: float = Field(0.5, ge=0.0, le=1.0)
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
     logging_steps: int = Field(10, ge=1)

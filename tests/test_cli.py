@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import make_pairs
 from typer.testing import CliRunner
 
-from conftest import make_pairs
 from medlora.cli import app
 
 REPO = Path(__file__).resolve().parent.parent

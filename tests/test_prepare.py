@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import make_pairs
+
 from medlora.config import DataConfig
 from medlora.data.prepare import load_split, prepare_dataset
 from medlora.data.records import QARecord

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from test_service import make_adapter
 
 from medlora.config import MedloraConfig
 from medlora.data.records import QARecord
@@ -17,7 +18,6 @@ from medlora.service.routing import (
     routing_accuracy,
     training_questions,
 )
-from test_service import make_adapter
 
 needs_builtin = pytest.mark.skipif(
     not {"dermatology", "cardiology"} <= set(builtin_specialties()),

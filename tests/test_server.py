@@ -14,10 +14,6 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-
-from medlora import MEDICAL_DISCLAIMER
-from medlora.server.app import create_app
-from medlora.service.llm_service import LLMService
 from test_service import (
     CARD_Q,
     DERM_Q,
@@ -27,6 +23,10 @@ from test_service import (
     make_wordy_model,
     service_config,
 )
+
+from medlora import MEDICAL_DISCLAIMER
+from medlora.server.app import create_app
+from medlora.service.llm_service import LLMService
 
 openai = pytest.importorskip("openai", reason="the openai client is a dev extra: pip install -e '.[dev]'")
 

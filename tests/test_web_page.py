@@ -12,10 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from medlora import MEDICAL_DISCLAIMER
-from medlora.server.app import create_app
-from medlora.service.llm_service import LLMService
 from test_server import running_server
 from test_service import (
     CARD_Q,
@@ -26,6 +22,10 @@ from test_service import (
     make_wordy_model,
     service_config,
 )
+
+from medlora import MEDICAL_DISCLAIMER
+from medlora.server.app import create_app
+from medlora.service.llm_service import LLMService
 
 pytestmark = pytest.mark.browser
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from contextlib import nullcontext
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path

@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 _WS = re.compile(r"\s+")
+SNIPPET_CHARS = 500  # what a prompt shows of one source
 _TAG = re.compile(r"<[^>]{1,200}>")
 # Boilerplate that NIH pages put in answers and that a model should not learn to parrot.
 _BOILERPLATE = [
@@ -80,3 +81,12 @@ def normalise(text: str) -> str:
     text = unicodedata.normalize("NFKD", text).casefold()
     text = re.sub(r"[^\w\s]", " ", text)
     return _WS.sub(" ", text).strip()
+
+
+def snippet(text: str) -> str:
+    """The first ~500 characters of a source, cut at a word: what a prompt shows of it."""
+    text = clean_text(text)
+    if len(text) <= SNIPPET_CHARS:
+        return text
+    cut = text[:SNIPPET_CHARS].rsplit(" ", 1)[0]
+    return cut + " …"

@@ -13,7 +13,6 @@ several specialties' test splits to show specialisation.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import statistics
@@ -31,7 +30,7 @@ from rich.progress import Progress
 from medlora.config import MedloraConfig
 from medlora.data.prepare import load_manifest, load_split
 from medlora.data.records import QARecord
-from medlora.errors import AdapterMismatchError, MedloraError
+from medlora.errors import MedloraError
 from medlora.evaluation.likelihood import choose, score_options
 from medlora.evaluation.metrics import EvalSample, get_metric
 from medlora.evaluation.report import (
@@ -54,6 +53,7 @@ from medlora.evaluation.resources import (
 from medlora.evaluation.vignettes import Vignette, build_vignettes
 from medlora.evaluation.vocabulary import Vocabulary, load_vocabulary
 from medlora.fsutil import atomic_directory
+from medlora.models.adapters import check_adapter_base
 from medlora.models.generation import Generation, generate_answers
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.models.prompts import build_prompt
@@ -148,18 +148,6 @@ def check_gate(variants: dict[str, dict[str, float | None]], margins: dict[str, 
                 f"(needs a {'lift' if higher_is_better else 'reduction'} of at least {margin:+.4f})"
             )
     return GateResult(passed=not failures, failures=failures)
-
-
-def check_adapter_base(adapter_dir: Path, loaded: LoadedModel) -> None:
-    config_path = adapter_dir / "adapter_config.json"
-    if not config_path.is_file():
-        raise MedloraError(f"{adapter_dir}: not a PEFT adapter directory (no adapter_config.json); train one first")
-    expected = json.loads(config_path.read_text(encoding="utf-8")).get("base_model_name_or_path")
-    if expected and expected not in (loaded.source.base_model_id, loaded.source.name, loaded.source.location):
-        raise AdapterMismatchError(
-            f"{adapter_dir} was trained on '{expected}' but the loaded base is '{loaded.source.base_model_id}'; "
-            "set models.llm.name to the adapter's base model"
-        )
 
 
 # --- what to evaluate on ------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStr
 from medlora import MEDICAL_DISCLAIMER
 from medlora.config import MedloraConfig
 from medlora.errors import MedloraError
-from medlora.evaluation.evaluate import check_adapter_base
 from medlora.fsutil import atomic_directory
+from medlora.models.adapters import check_adapter_base
 from medlora.models.generation import generate_batch
 from medlora.models.loading import LoadedModel, load_base_model, load_from_config
 from medlora.models.prompts import build_prompt

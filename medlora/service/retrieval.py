@@ -17,13 +17,10 @@ from pathlib import Path
 
 import bm25s
 
-from medlora.data.records import QARecord, clean_text
+from medlora.data.records import QARecord, snippet
 from medlora.fsutil import atomic_directory
 
 log = logging.getLogger(__name__)
-
-SNIPPET_CHARS = 500
-
 
 @dataclass(frozen=True)
 class Source:
@@ -45,14 +42,6 @@ class Retrieved:
     score: float
 
 
-def _snippet(text: str) -> str:
-    text = clean_text(text)
-    if len(text) <= SNIPPET_CHARS:
-        return text
-    cut = text[:SNIPPET_CHARS].rsplit(" ", 1)[0]
-    return cut + " …"
-
-
 def sources_from_records(records: Iterable[QARecord], corpus: str) -> list[tuple[Source, str]]:
     """Group records into one source per document (MedQuAD) or per focus (built-in sets).
 
@@ -69,7 +58,7 @@ def sources_from_records(records: Iterable[QARecord], corpus: str) -> list[tuple
             source_id=f"{corpus}:{hashlib.sha1(key.encode()).hexdigest()[:10]}",
             title=title,
             url=first.url,
-            text=_snippet(items[0].answer),
+            text=snippet(items[0].answer),
             focus=first.focus,
             cuis=tuple(first.cuis),
             corpus=corpus,
@@ -155,7 +144,7 @@ def collect_default_documents(
     if abstracts_csv is not None and abstracts_csv.is_file():
         for abstract in abstracts_source.iter_abstracts(abstracts_csv):
             source = Source(
-                source_id=f"abstracts:{abstract.row}", title=abstract.title, url="", text=_snippet(abstract.body),
+                source_id=f"abstracts:{abstract.row}", title=abstract.title, url="", text=snippet(abstract.body),
                 focus=abstract.condition, corpus="medical_abstracts", license=abstracts_source.LICENSE,
             )
             documents.append((source, abstract.text))

@@ -111,7 +111,7 @@ def train_adapter(
 
     train_records = load_split(data_dir, "train")[: tcfg.max_train_samples]
     val_records = load_split(data_dir, "validation")[: tcfg.max_eval_samples]
-    train_ds = build_dataset(train_records, tokenizer, spec, tcfg.max_length)
+    train_ds = build_dataset(train_records, tokenizer, spec, tcfg.max_length, tcfg.cited_fraction, tcfg.seed)
     val_ds = build_dataset(val_records, tokenizer, spec, tcfg.max_length) if val_records else None
     train_tokens = int(sum(len(ids) for ids in train_ds["input_ids"]) * tcfg.epochs)
 
@@ -157,7 +157,14 @@ def train_adapter(
         log.warning("--resume: no checkpoint in %s, training from the start", checkpoints)
     output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
-    eval_loss = trainer.evaluate()["eval_loss"] if val_ds is not None else None
+    # The epoch-end evaluation already measured the final weights when training ended on an epoch boundary.
+    logged = [e for e in trainer.state.log_history if "eval_loss" in e]
+    if val_ds is None:
+        eval_loss = None
+    elif logged and logged[-1]["step"] == trainer.state.global_step:
+        eval_loss = logged[-1]["eval_loss"]
+    else:
+        eval_loss = trainer.evaluate()["eval_loss"]
 
     result = TrainResult(adapter_dir, trainable, total, output.training_loss, eval_loss, seconds, train_tokens,
                          steps_run=counter.steps, resumed_from=Path(resume_from).name if resume_from else None)
@@ -208,7 +215,8 @@ def save_adapter(
                 "gradient_accumulation_steps": tcfg.gradient_accumulation_steps,
                 "learning_rate": tcfg.learning_rate, "warmup_ratio": tcfg.warmup_ratio,
                 "max_grad_norm": tcfg.max_grad_norm, "max_length": tcfg.max_length,
-                "max_train_samples": tcfg.max_train_samples, "seed": tcfg.seed,
+                "max_train_samples": tcfg.max_train_samples, "cited_fraction": tcfg.cited_fraction,
+                "seed": tcfg.seed,
             },
             "training": _result_summary(result),
             "data": {k: manifest.get(k) for k in ("dataset_hash", "counts", "sources", "filters")},

@@ -6,11 +6,13 @@ Add a metric by subclassing :class:`Metric` in a module here and decorating it w
 
 from __future__ import annotations
 
+from medlora.evaluation.metrics import (
+    citations,  # noqa: F401  (citation_relevance, citation_coverage, ...)
+    diagnostic,  # noqa: F401  (diagnostic_accuracy_mc, diagnostic_accuracy_free)
+    terminology,  # noqa: F401  (terminology_recall, terminology_precision)
+    text_overlap,  # noqa: F401  (registers bleu, rouge_l)
+)
 from medlora.evaluation.metrics.base import METRICS, EvalSample, Metric, get_metric, mean_or_none, register
-from medlora.evaluation.metrics import text_overlap  # noqa: F401  (registers bleu, rouge_l)
-from medlora.evaluation.metrics import terminology  # noqa: F401  (terminology_recall, terminology_precision)
-from medlora.evaluation.metrics import diagnostic  # noqa: F401  (diagnostic_accuracy_mc, diagnostic_accuracy_free)
-from medlora.evaluation.metrics import citations  # noqa: F401  (citation_relevance, citation_coverage, ...)
 
 ALL_METRICS = [
     "bleu", "rouge_l", "terminology_recall", "terminology_precision", "diagnostic_accuracy_mc",
