@@ -17,6 +17,12 @@ from medlora.models.architecture import ModelSpec
 from medlora.training.encoding import prompt_uses_special_tokens
 
 
+# Greedy decoding, shared by evaluation and the bot so both see the same answers. Small models loop ("the rash
+# is usually flat, and the rash is usually flat, ..."); forbidding a repeated 4-gram stops that without
+# sampling, so outputs stay deterministic.
+GREEDY_DECODING = {"do_sample": False, "num_beams": 1, "no_repeat_ngram_size": 4}
+
+
 @dataclass
 class Generation:
     text: str
@@ -46,8 +52,7 @@ def generate_batch(
         output = model.generate(
             **inputs,
             max_new_tokens=max_new_tokens,
-            do_sample=False,
-            num_beams=1,
+            **GREEDY_DECODING,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             **kwargs,

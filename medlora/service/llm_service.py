@@ -34,7 +34,7 @@ from medlora.config import MedloraConfig
 from medlora.errors import MedloraError
 from medlora.fsutil import atomic_directory
 from medlora.models.adapters import check_adapter_base
-from medlora.models.generation import generate_batch
+from medlora.models.generation import GREEDY_DECODING, generate_batch
 from medlora.models.loading import LoadedModel, load_base_model, load_from_config
 from medlora.models.prompts import build_prompt
 from medlora.service.registry import (
@@ -240,7 +240,7 @@ class AnswerStream:
                     began = time.perf_counter()
                     with torch.inference_mode():
                         output = model.generate(
-                            **inputs, max_new_tokens=self._max_new_tokens, do_sample=False, num_beams=1,
+                            **inputs, max_new_tokens=self._max_new_tokens, **GREEDY_DECODING,
                             pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                             streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancelled(self._cancel)]),
                             **kwargs,
