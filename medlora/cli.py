@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,6 +31,8 @@ def _setup_logging(verbose: bool = False) -> None:
                         handlers=[RichHandler(console=console, show_path=False, show_time=False)], force=True)
     logging.getLogger("medlora").setLevel(logging.DEBUG if verbose else logging.INFO)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Library deprecation chatter (peft calling renamed transformers APIs) is not the user's to act on.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()

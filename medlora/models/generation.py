@@ -17,10 +17,10 @@ from medlora.models.architecture import ModelSpec
 from medlora.training.encoding import prompt_uses_special_tokens
 
 
-# Greedy decoding, shared by evaluation and the bot so both see the same answers. Small models loop ("the rash
-# is usually flat, and the rash is usually flat, ..."); forbidding a repeated 4-gram stops that without
-# sampling, so outputs stay deterministic.
-GREEDY_DECODING = {"do_sample": False, "num_beams": 1, "no_repeat_ngram_size": 4}
+# Greedy decoding, shared by evaluation and the bot so both see the same answers. Forbidding repeated token
+# 4-grams was tried against the loops small models fall into and measured worse (it also bans repeating a
+# multi-token clinical term): see docs/RESULTS.md.
+GREEDY_DECODING = {"do_sample": False, "num_beams": 1}
 
 
 @dataclass
