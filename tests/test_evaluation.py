@@ -24,13 +24,7 @@ from medlora.evaluation.vocabulary import Vocabulary
 from medlora.service.retrieval import SourceIndex, sources_from_records
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and do not stall when other jobs share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DERMATOLOGY = [  # focus, synonyms, CUIs, findings
     ("Psoriasis", ["Psoriasis vulgaris"], ["C0033860"], "red scaly plaques with silvery scale on the elbows and knees, "

@@ -25,13 +25,7 @@ from medlora.evaluation.vocabulary import (
 from medlora.service.retrieval import Source
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run fastest on one thread, and do not stall when other jobs share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 VOCAB = Vocabulary.from_terms(
     specialty_terms=["melanoma", "basal cell carcinoma", "carcinoma", "psoriasis", "plaque", "Sjögren syndrome",
