@@ -46,6 +46,7 @@ from medlora.evaluation.resources import (
     lora_parameter_bytes,
     merged_copy,
     peak_rss_bytes,
+    percentile,
     rss_bytes,
     summarise,
     time_variants,
@@ -110,15 +111,14 @@ class EvaluationReport:
 
 
 def latency_summary(generations: Sequence[Generation]) -> dict[str, float]:
-    seconds = sorted(g.seconds for g in generations)
+    seconds = [g.seconds for g in generations]
     tokens = sum(g.new_tokens for g in generations)
     if not seconds:
         return {}
-    p95_index = min(len(seconds) - 1, round(0.95 * (len(seconds) - 1)))
     return {
         "latency_mean_s": statistics.fmean(seconds),
         "latency_p50_s": statistics.median(seconds),
-        "latency_p95_s": seconds[p95_index],
+        "latency_p95_s": percentile(seconds, 0.95),
         "tokens_per_s": tokens / max(sum(seconds), 1e-9),
         "mean_new_tokens": tokens / len(generations),
     }

@@ -209,26 +209,28 @@ def render_markdown(report: dict[str, Any], include_examples: bool = True) -> st
     return head + out + "\n"
 
 
-def print_table(report: dict[str, Any], console: Console | None = None) -> None:
-    console = console or Console()
-    header, rows = _rows(report)
-    table = Table(title=f"Base vs adapter — {report['samples']} held-out questions",
-                  caption=f"Last column: {EXPECTED_LABEL}" if report.get("expected_label") else None)
+def _rich_table(title: str, caption: str | None, header: list[str], rows: list[list[str]]) -> Table:
+    """A Rich table with the first column left-aligned (labels) and the others right-aligned (numbers)."""
+    table = Table(title=title, caption=caption)
     for i, column in enumerate(header):
         table.add_column(column, justify="left" if i == 0 else "right")
     for row in rows:
         table.add_row(*row)
-    console.print(table)
+    return table
+
+
+def print_table(report: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    header, rows = _rows(report)
+    console.print(_rich_table(f"Base vs adapter — {report['samples']} held-out questions",
+                              f"Last column: {EXPECTED_LABEL}" if report.get("expected_label") else None,
+                              header, rows))
     resources = report.get("resources", {})
     header, rows = resource_rows(resources)
     if rows:
-        table = Table(title="Latency (batch 1, fixed length) and memory",
-                      caption=f"{EXPECTED_LABEL}: {NOTE_RESOURCES['latency']}, {NOTE_RESOURCES['memory']}")
-        for i, column in enumerate(header):
-            table.add_column(column, justify="left" if i == 0 else "right")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+        console.print(_rich_table("Latency (batch 1, fixed length) and memory",
+                                  f"{EXPECTED_LABEL}: {NOTE_RESOURCES['latency']}, {NOTE_RESOURCES['memory']}",
+                                  header, rows))
         memory = resources.get("memory", {})
         if "adapter_parameter_bytes" in memory:
             console.print(f"LoRA parameters: {_mb(memory['adapter_parameter_bytes'])}; peak RSS "
@@ -301,12 +303,7 @@ def render_matrix_markdown(matrix: dict[str, Any]) -> str:
 def print_matrix(matrix: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     for _, label, header, rows in matrix_tables(matrix):
-        table = Table(title=label)
-        for i, column in enumerate(header):
-            table.add_column(column, justify="left" if i == 0 else "right")
-        for row in rows:
-            table.add_row(*row)
-        console.print(table)
+        console.print(_rich_table(label, None, header, rows))
 
 
 def write_matrix_reports(matrix: dict[str, Any], output_dir: Path) -> Path:
