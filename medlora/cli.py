@@ -159,19 +159,23 @@ def evaluate(
     max_samples: Annotated[int | None, typer.Option()] = None,
     max_new_tokens: Annotated[int | None, typer.Option()] = None,
     vignettes: Annotated[int | None, typer.Option(help="diagnostic vignettes (0 = skip)")] = None,
-    cited_answers: Annotated[int | None, typer.Option(help="answers generated with sources (0 = skip)")] = None,
+    modes: Annotated[str | None, typer.Option(
+        help="comma-separated: closed (no sources), open (sources minus the split's documents), kb (full index)")] = None,
+    split: Annotated[str, typer.Option(help="the prepared split to evaluate on (test; the sweep uses validation)")] = "test",
     latency_samples: Annotated[int | None, typer.Option(help="answers timed per variant (0 = skip)")] = None,
     specialty: Annotated[str | None, typer.Option()] = None,
     gate: Annotated[bool, typer.Option("--gate", help="exit 1 when the adapter misses the configured margins")] = False,
 ) -> None:
     """Compare base vs adapter on the held-out test split (or several adapters x specialties with --adapters)."""
     _setup_logging()
-    from medlora.evaluation.evaluate import adapter_specialty, evaluate_adapter, evaluate_matrix
+    from medlora.evaluation.evaluate import evaluate_adapter
+    from medlora.evaluation.matrix import adapter_specialty, evaluate_matrix
     from medlora.evaluation.report import print_matrix, print_table
 
     cfg = _run(lambda: _config(config, preset, {
         "evaluation.max_samples": max_samples, "evaluation.max_new_tokens": max_new_tokens,
-        "evaluation.vignettes": vignettes, "evaluation.cited_answers": cited_answers,
+        "evaluation.vignettes": vignettes,
+        "evaluation.modes": [m.strip() for m in modes.split(",") if m.strip()] if modes else None,
         "evaluation.latency_samples": latency_samples, "data.specialty": specialty}))
     if adapters:
         rows: dict[str, Path] = {}
@@ -193,7 +197,8 @@ def evaluate(
     else:
         default_data, default_adapter, default_reports = _paths(cfg)
         out = output_dir or default_reports
-        report = _run(lambda: evaluate_adapter(cfg, data_dir or default_data, adapter or default_adapter, out))
+        report = _run(lambda: evaluate_adapter(cfg, data_dir or default_data, adapter or default_adapter, out,
+                                               split=split, record_in_card=split == "test"))
         print_table(report.to_json(), console)
         for note in report.notes:
             console.print(f"[yellow]note:[/] {note}")
