@@ -240,6 +240,7 @@ def demo(
         data_dir, adapter_dir, report_dir = _paths(cfg)
         report = _run(lambda: prepare_dataset(cfg.data, output_dir=data_dir))  # noqa: B023
         _print_prepare_report(report)
+        _prepare_outside_specialties(cfg, specialty)
         result = _run(lambda: train_adapter(cfg, data_dir, adapter_dir))  # noqa: B023
         console.print(f"trainable params: {result.trainable_params:,} / {result.total_params:,} "
                       f"({result.trainable_percent:.3f} %), {result.seconds:.0f} s")
@@ -250,6 +251,20 @@ def demo(
     for specialty, data_dir, adapter_dir, report_dir in summary:
         console.print(f"{specialty}: data {data_dir}  adapter {adapter_dir}  report {report_dir / 'report.md'}")
     console.print(f"Total time {time.perf_counter() - started:.0f} s")
+
+
+def _prepare_outside_specialties(cfg: MedloraConfig, specialty: str) -> None:
+    """Other specialties' splits, for the evaluation's outside-the-specialty check (seconds each)."""
+    from medlora.data.prepare import prepare_dataset
+    from medlora.retrieval.corpus import builtin_sets
+
+    shipped = {name for name, _ in builtin_sets()}
+    for other in cfg.evaluation.outside_specialties:
+        out = Path(cfg.data.output_dir.format(specialty=other))
+        if other == specialty or other not in shipped or (out / "manifest.json").is_file():
+            continue
+        _run(lambda: prepare_dataset(cfg.with_overrides({"data.specialty": other}).data, output_dir=out))  # noqa: B023
+        console.print(f"Prepared {other} questions for the outside-the-specialty check ({out})")
 
 
 def run_subcommand(name: str, argv: list[str] | None = None) -> None:

@@ -91,17 +91,18 @@ class OutsideSet:
     choices: dict[str, list[int | None]] = field(default_factory=dict)  # variant -> reading-check choices
 
 
-def build_outside(cfg: MedloraConfig, specialty: str, index: SourceIndex | None) -> OutsideSet:
+def build_outside(cfg: MedloraConfig, specialty: str, index: SourceIndex | None, split: str = "test") -> OutsideSet:
     ecfg = cfg.evaluation
     contexts = {}
     for other in ecfg.outside_specialties:
         if other == specialty:
             continue
         data_dir = Path(cfg.data.output_dir.format(specialty=other))
-        if not (data_dir / "test.jsonl").is_file():
+        if not (data_dir / f"{split}.jsonl").is_file():
             continue
         sub = cfg.with_overrides({"evaluation.max_samples": ecfg.outside_samples, "evaluation.vignettes": 0})
-        contexts[other] = build_context(sub, data_dir, ["rouge_l"], specialty=other, index=index, modes=["closed"])
+        contexts[other] = build_context(sub, data_dir, ["rouge_l"], specialty=other, index=index, modes=["closed"],
+                                        split=split)
     checks: list[ReadingCheck] = []
     csv_path = data_path(ecfg.abstracts_csv, "abstracts")
     if ecfg.reading_checks > 0 and csv_path is not None and csv_path.is_file():

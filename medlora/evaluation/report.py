@@ -278,6 +278,22 @@ def print_table(report: dict[str, Any], console: Console | None = None) -> None:
         if "adapter_parameter_bytes" in memory:
             console.print(f"LoRA parameters: {_mb(memory['adapter_parameter_bytes'])}; peak RSS "
                           f"{_mb(memory.get('peak_rss_bytes'))}")
+    outside = report.get("outside") or {}
+    if outside:
+        console.print(_rich_table("Outside the specialty (a good adapter stays within noise)", None,
+                                  ["Check", "base", "adapter", "Δ [95 % CI]", "n"],
+                                  [[row["label"], format_value(row["base"], _display_of(key)),
+                                    format_value(row["adapter"], _display_of(key)),
+                                    format_interval(row["interval"], _display_of(key)) if row.get("interval") else "",
+                                    str(row["n"])] for key, row in outside.items()]))
+    for key, value in (report.get("checks") or {}).items():
+        if key.startswith("adapter_rouge_l_") and isinstance(value, dict):
+            mode = key.removeprefix("adapter_rouge_l_").removesuffix("_minus_closed")
+            console.print(f"Adapter ROUGE-L, {mode} minus closed-book (paired): {format_interval(value)}")
+    gate = report.get("gate")
+    if gate:
+        console.print("Quality gate: " + ("[bold green]passed[/]" if gate["passed"] else
+                                          "[bold red]FAILED[/] — " + "; ".join(gate["failures"])))
 
 
 def write_reports(report: dict[str, Any], output_dir: Path, loss_curve: Path | None = None) -> tuple[Path, Path]:
