@@ -203,13 +203,19 @@ def generate_answers(
     citations: Sequence[int] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[Generation]:
-    """Generate for many prompts, ``batch_size`` at a time; ``citations[i]`` = sources shown to prompt i."""
-    results: list[Generation] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        limits = list(citations[start : start + batch_size]) if citations is not None else None
-        results.extend(generate_batch(model, tokenizer, spec, chunk, max_new_tokens=max_new_tokens,
-                                      citations=limits))
+    """Generate for many prompts, ``batch_size`` at a time; ``citations[i]`` = sources shown to prompt i.
+
+    Prompts are batched in order of length (and the answers put back in input order), so a batch pads little:
+    a short closed-book question never waits behind a long prompt with three sources.
+    """
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: dict[int, Generation] = {}
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        limits = [citations[i] for i in chunk] if citations is not None else None
+        generated = generate_batch(model, tokenizer, spec, [prompts[i] for i in chunk],
+                                   max_new_tokens=max_new_tokens, citations=limits)
+        results.update(zip(chunk, generated, strict=True))
         if on_batch:
             on_batch(len(chunk))
-    return results
+    return [results[i] for i in range(len(prompts))]
