@@ -20,11 +20,13 @@ Results are written after every variant, so an interrupted sweep keeps what it m
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import shutil
 import tempfile
 import time
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,9 +36,10 @@ from rich.progress import Progress
 
 from medlora.config import MedloraConfig, load_config
 from medlora.data.prepare import prepare_dataset
-from medlora.evaluation.context import build_context
-from medlora.evaluation.forgetting import build_outside, run_outside, score_outside
-from medlora.evaluation.runs import compare, compare_modes, run_variant, score_run
+from medlora.evaluation.context import build_context, cache_dir
+from medlora.evaluation.forgetting import OutsideSet, build_outside, run_outside, score_outside
+from medlora.evaluation.runs import VariantRun, compare, compare_modes, run_variant, score_run
+from medlora.models.generation import Generation
 from medlora.models.loading import load_from_config
 from medlora.retrieval import configured_index
 from medlora.training.trainer import train_adapter
@@ -63,6 +66,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
                       "training.learning_rate": 5e-4, "training.grounded_fraction": 0.6},
     "all-linear-r32": {"training.target_modules": ALL_LINEAR, "training.lora_r": 32, "training.lora_alpha": 64,
                        "training.learning_rate": 5e-4, "training.grounded_fraction": 0.6},
+    "all-linear-r16-top15": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16, "training.lora_alpha": 32,
+                             "training.learning_rate": 5e-4, "training.grounded_fraction": 0.6,
+                             "training.lora_top_layers": 15},
+    "all-linear-r16-top15-lr1e-3-n320": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16,
+                                         "training.lora_alpha": 32, "training.learning_rate": 1e-3,
+                                         "training.grounded_fraction": 0.6, "training.lora_top_layers": 15,
+                                         "training.max_train_samples": 320},
     "all-linear-r16-grounded0.9": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16,
                                    "training.lora_alpha": 32, "training.learning_rate": 5e-4,
                                    "training.grounded_fraction": 0.9},
@@ -166,6 +176,32 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fingerprint(args: argparse.Namespace, data_dir: Path) -> str:
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "variants")}
+    manifest = (data_dir / "manifest.json").read_text(encoding="utf-8")
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + manifest.encode()).hexdigest()[:16]
+
+
+def _save_base(path: Path, run: VariantRun, outside: OutsideSet) -> None:
+    """The base's answers, so later sweeps with the same settings and data do not regenerate them."""
+    data = {"answers": {m: [asdict(g) for g in gens] for m, gens in run.answers.items()},
+            "outside": {s: {m: [asdict(g) for g in gens] for m, gens in r.answers.items()}
+                        for s, r in outside.answers["base"].items()},
+            "choices": outside.choices.get("base", [])}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def _load_base(path: Path, outside: OutsideSet) -> VariantRun | None:
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    outside.answers["base"] = {s: VariantRun(answers={m: [Generation(**g) for g in gens] for m, gens in r.items()})
+                               for s, r in data["outside"].items()}
+    outside.choices["base"] = data["choices"]
+    return VariantRun(answers={m: [Generation(**g) for g in gens] for m, gens in data["answers"].items()})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config.yaml")
@@ -181,6 +217,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
+    wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
     cfg = base_config(args)
     data_dir = ensure_prepared(cfg, "dermatology")
     ensure_prepared(cfg, "cardiology")
@@ -195,16 +232,24 @@ def main() -> None:
     out_json.parent.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "config")},
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "config", "variants")},
         "validation_questions": len(ctx.records), "variants": [],
     }
     scratch = Path(tempfile.mkdtemp(prefix="medlora-sweep-"))
-    with Progress() as progress:
-        base_run = run_variant(loaded.model, loaded, ctx, progress=progress, label="base", **budget)
-        run_outside(outside, "base", loaded.model, loaded, cfg, progress)
+    cache = cache_dir(cfg) / f"sweep-base-{_fingerprint(args, data_dir)}.json"
+    base_run = _load_base(cache, outside)
+    if base_run is None:
+        with Progress() as progress:
+            base_run = run_variant(loaded.model, loaded, ctx, progress=progress, label="base", **budget)
+            run_outside(outside, "base", loaded.model, loaded, cfg, progress)
+        _save_base(cache, base_run, outside)
     result["base"] = score_run(ctx, base_run, METRICS)
+    if out_json.is_file():  # keep what earlier runs with the same settings measured
+        earlier = json.loads(out_json.read_text(encoding="utf-8"))
+        if earlier.get("settings") == result["settings"]:
+            result["variants"] = [r for r in earlier.get("variants", []) if r["variant"] not in wanted]
     try:
-        for name in [v.strip() for v in args.variants.split(",") if v.strip()]:
+        for name in wanted:
             overrides = VARIANTS[name]
             vcfg = cfg.with_overrides(overrides)
             started = time.perf_counter()

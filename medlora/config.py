@@ -81,6 +81,8 @@ class TrainingConfig(_Strict):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.1, ge=0, lt=1)
     target_modules: list[str] | None = None
+    # LoRA only on the top N layers (None = all): backprop then stops there, so a step costs about a third less.
+    lora_top_layers: int | None = Field(None, ge=1)
     max_length: int = Field(512, ge=16)
     # Grounded (RAFT-style) training: this share of questions is shown with top_k_sources retrieved sources
     # and answered citing its own passage as [n]; of those, distractor_only_fraction see no own passage and

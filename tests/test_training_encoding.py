@@ -93,3 +93,20 @@ def test_cite_in_answer_places_the_marker_after_the_first_sentence():
     assert cite_in_answer("Psoriasis is chronic. It has plaques.", 2) == "Psoriasis is chronic [2]. It has plaques."
     assert cite_in_answer("Lesions > 6 mm (e.g. larger). Next.", 1) == "Lesions > 6 mm (e.g. larger) [1]. Next."
     assert cite_in_answer("no sentence end", 3) == "no sentence end [3]"
+
+
+def test_lora_on_the_top_layers_only(tiny_llama_dir):
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from medlora.config import TrainingConfig
+    from medlora.training.lora import build_lora_config
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    layers = model.config.num_hidden_layers
+    spec = describe_model(model.config)
+    peft = get_peft_model(model, build_lora_config(TrainingConfig(lora_top_layers=1), spec, layers))
+    lora_layers = {int(n.split(".layers.")[1].split(".")[0]) for n, _ in peft.named_parameters() if "lora_A" in n}
+    assert lora_layers == {layers - 1}
+    everywhere = build_lora_config(TrainingConfig(lora_top_layers=layers), spec, layers)
+    assert everywhere.layers_to_transform is None  # as many layers as the model has: all of them

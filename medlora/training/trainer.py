@@ -127,7 +127,8 @@ def train_adapter(
     # LoRA's A matrices are drawn from torch's RNG when the adapter is created, before the Trainer seeds
     # anything: without this, the same seed trained a different adapter on every run.
     set_seed(tcfg.seed)
-    peft_model = get_peft_model(model, build_lora_config(tcfg, spec))
+    peft_model = get_peft_model(
+        model, build_lora_config(tcfg, spec, getattr(model.config, "num_hidden_layers", None)))
     trainable, total = peft_model.get_nb_trainable_parameters()
     log.info("trainable params: %s || all params: %s || trainable%%: %.4f", f"{trainable:,}", f"{total:,}",
              100 * trainable / total)
