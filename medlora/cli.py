@@ -53,6 +53,20 @@ def _paths(cfg: MedloraConfig) -> tuple[Path, Path, Path]:
     )
 
 
+def _demo_paths(cfg: MedloraConfig) -> tuple[Path, Path, Path]:
+    """The demo preset's own data, adapter and report paths (``<specialty>-demo``).
+
+    A demo run must never write over a full-recipe run of the same specialty: its data would replace the
+    split that adapter was trained and judged on, and its adapter the one that took hours.
+    """
+    specialty = f"{Path(cfg.data.specialty).stem}-demo"
+    return (
+        Path(cfg.data.output_dir.format(specialty=specialty)),
+        Path(cfg.training.output_dir.format(specialty=specialty)),
+        Path(cfg.evaluation.output_dir.format(specialty=specialty)),
+    )
+
+
 def _run(fn: Any) -> Any:
     """Print a MedloraError as one clean line and exit 2, instead of a traceback."""
     try:
@@ -237,7 +251,7 @@ def demo(
                 f"Demo preset: {t.max_train_samples} training examples, max length {t.max_length}, "
                 f"{t.epochs:g} epoch(s), batch {t.batch_size} x grad-accum {t.gradient_accumulation_steps}, "
                 f"{cfg.evaluation.max_samples} test questions. `medlora demo --full` runs the full recipe.")
-        data_dir, adapter_dir, report_dir = _paths(cfg)
+        data_dir, adapter_dir, report_dir = _paths(cfg) if full else _demo_paths(cfg)
         report = _run(lambda: prepare_dataset(cfg.data, output_dir=data_dir))  # noqa: B023
         _print_prepare_report(report)
         _prepare_outside_specialties(cfg, specialty)

@@ -165,6 +165,25 @@ class ServiceConfig(_Strict):
     max_batch_size: int = Field(8, ge=1)
     # Question text stays out of logs unless an operator opts in (patient data).
     log_questions: bool = False
+    # Input limits: one request must never be able to occupy the model (or the memory) for long.
+    max_request_bytes: int = Field(262_144, ge=1024)  # a larger body is answered 413 before it is read
+    max_messages: int = Field(64, ge=1)
+    max_message_chars: int = Field(8_000, ge=16)
+    # Prompt tokens (question + sources + template); also never more than the model's context minus the answer.
+    max_prompt_tokens: int = Field(1_536, ge=32)
+    # Overload: requests waiting for a batch beyond this get 503 + Retry-After; streams beyond max_streams too.
+    max_queue: int = Field(64, ge=1)
+    max_streams: int = Field(4, ge=1)
+    request_timeout_s: float = Field(120.0, gt=0)
+    retry_after_s: int = Field(5, ge=1)
+    # SIGTERM: open requests get this long to finish, then the server stops anyway.
+    shutdown_timeout_s: float = Field(5.0, ge=0)
+    # Exposure: chat endpoints need "Authorization: Bearer <key>" when this variable is set on the server.
+    api_key_env: str = "MEDLORA_API_KEY"
+    # Host names accepted in the Host header besides localhost and the served interface ("*" accepts any).
+    trusted_hosts: list[str] = Field(default_factory=list)
+    # The interactive API docs (/docs, /redoc, /openapi.json) are off unless asked for.
+    api_docs: bool = False
 
 
 class MedloraConfig(_Strict):

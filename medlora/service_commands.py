@@ -137,28 +137,38 @@ def serve(
     host: Annotated[str, typer.Option(help="interface to listen on (0.0.0.0 exposes it to the network)")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    trusted_host: Annotated[list[str] | None, typer.Option(
+        "--trusted-host", help="a host name clients use to reach the server (repeatable; '*' accepts any)")] = None,
+    api_docs: Annotated[bool, typer.Option("--api-docs", help="serve /docs and /openapi.json")] = False,
 ) -> None:
     """Serve the OpenAI-compatible API and the web chat page (http://HOST:PORT/)."""
-    import uvicorn
-
     from medlora.cli import _setup_logging, console
-    from medlora.server.app import create_app
+    from medlora.server.app import create_app, run_server
 
     _setup_logging()
-    cfg = _load_config(config, preset, {"models.llm.name": model, "models.llm.adapters_dir": adapters_dir})
+    overrides: dict[str, Any] = {"models.llm.name": model, "models.llm.adapters_dir": adapters_dir,
+                                 "service.api_docs": api_docs or None}
+    cfg = _load_config(config, preset, overrides)
+    if trusted_host:
+        cfg = _load_config(config, preset, {**overrides,
+                                            "service.trusted_hosts": [*cfg.service.trusted_hosts, *trusted_host]})
     service = _load_service(cfg)
-    app = create_app(service)
+    app = create_app(service, bind_host=host)
     admin = "enabled" if os.environ.get(cfg.service.admin_token_env) else (
         f"disabled (set {cfg.service.admin_token_env} to enable)")
     names = ", ".join(a.name for a in service.list_adapters()) or "none"
     console.print(f"Serving {service.base_model_id} with adapters: {names} — http://{host}:{port}/ "
                   f"(API: /v1/chat/completions, adapter admin {admin})", markup=False, highlight=False)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    if host not in ("127.0.0.1", "localhost", "::1") and not os.environ.get(cfg.service.api_key_env):
+        console.print(f"[yellow]warning:[/] listening on {host} without an API key: anyone who can reach this "
+                      f"port can use the bot. Set {cfg.service.api_key_env} to require one.", highlight=False)
+    run_server(app, host, port)
 
 
 def merge(
     name: Annotated[str, typer.Argument(help="a loaded adapter's name (e.g. dermatology) or an adapter directory")],
-    out_dir: Annotated[Path, typer.Argument(help="directory for the merged model (replaced atomically)")],
+    out_dir: Annotated[Path, typer.Argument(
+        help="a new directory for the merged model (an earlier merge there is replaced; anything else is refused)")],
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     model: ModelOpt = None,
@@ -185,17 +195,24 @@ def push(
     repo_id: Annotated[str, typer.Argument(help="hub repository, OWNER/NAME")],
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate offline, upload nothing")] = False,
     force: Annotated[bool, typer.Option("--force", help="publish even if the evaluation gate failed")] = False,
-    token: Annotated[str | None, typer.Option(help="hub token (default: HF_TOKEN or huggingface-cli login)")]
-    = None,
-    private: Annotated[bool, typer.Option("--private", help="create the repository as private")] = False,
+    public: Annotated[bool, typer.Option(
+        "--public", help="create the repository public (default: private; an existing repo keeps its visibility)")]
+    = False,
+    eval_data: Annotated[str | None, typer.Option(
+        "--eval-data", help="judge the gate by the evaluation on this dataset hash (default: the adapter's own "
+        "test split)")] = None,
 ) -> None:
-    """Publish an adapter to the Hugging Face Hub, after validating it offline."""
+    """Publish an adapter to the Hugging Face Hub, after validating it offline.
+
+    The token comes from the environment only (HF_TOKEN, or `huggingface-cli login`): a flag would leave it
+    in the shell history and the process list.
+    """
     from medlora.cli import _run, _setup_logging, console
     from medlora.service.hub import push_adapter
 
     _setup_logging()
-    result = _run(lambda: push_adapter(adapter_dir, repo_id, token=token, dry_run=dry_run, force=force,
-                                       private=private))
+    result = _run(lambda: push_adapter(adapter_dir, repo_id, dry_run=dry_run, force=force,
+                                       private=not public, eval_data=eval_data))
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
     if result.dry_run:

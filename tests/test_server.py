@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import threading
 import time
@@ -168,7 +169,7 @@ def test_concurrent_requests_for_different_adapters_share_a_batch(client, base_u
 
 def test_adapter_admin_requires_token(base_url, adapters_dir, tiny_llama_dir, tmp_path, monkeypatch):
     url = f"{base_url}/v1/adapters"
-    body = {"name": "derm2", "path": str(adapters_dir / "lora-dermatology-adapter")}
+    body = {"name": "derm2", "path": "lora-dermatology-adapter"}
     monkeypatch.delenv(ADMIN_ENV, raising=False)
     response = httpx.post(url, json=body)
     assert response.status_code == 403 and ADMIN_ENV in response.json()["error"]["message"]
@@ -182,9 +183,12 @@ def test_adapter_admin_requires_token(base_url, adapters_dir, tiny_llama_dir, tm
     assert response.json()["loaded"]["name"] == "derm2"
     assert "derm2" in [m["id"] for m in httpx.get(f"{base_url}/v1/models").json()["data"]]
 
-    other = make_adapter(tiny_llama_dir, tmp_path / "other", "dermatology", base_id="someone/other-model")
-    response = httpx.post(url, json={"name": "other", "path": str(other)}, headers=auth)
-    assert response.status_code == 409 and "someone/other-model" in response.json()["error"]["message"]
+    other = make_adapter(tiny_llama_dir, adapters_dir / "other-base", "dermatology", base_id="someone/other-model")
+    try:
+        response = httpx.post(url, json={"name": "other", "path": "other-base"}, headers=auth)
+        assert response.status_code == 409 and "someone/other-model" in response.json()["error"]["message"]
+    finally:
+        shutil.rmtree(other)
 
     assert httpx.delete(f"{url}/derm2").status_code == 401
     assert httpx.delete(f"{url}/derm2", headers=auth).status_code == 200

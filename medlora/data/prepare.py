@@ -141,7 +141,7 @@ def _collect(
             report.sources.append(src)
             return []
         records = list(abstracts_source.abstract_records(
-            abstracts_source.iter_abstracts(csv_path), specialty, source="medical_abstracts"))
+            abstracts_source.iter_abstracts(csv_path, errors=errors), specialty, source="medical_abstracts"))
     elif kind == "hub":
         records = _hub_records(arg, specialty)
         src = SourceReport(spec, arg, "see the dataset card")

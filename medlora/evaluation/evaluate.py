@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from peft import PeftModel
 from rich.progress import Progress
 
 from medlora.config import MedloraConfig
@@ -58,13 +57,13 @@ from medlora.evaluation.runs import (
 )
 from medlora.evaluation.vocabulary import Vocabulary
 from medlora.fsutil import atomic_directory
-from medlora.models.adapters import check_adapter_base
+from medlora.models.adapters import check_adapter_base, load_lora
 from medlora.models.generation import Generation, generate_answers
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.models.prompts import build_prompt
 from medlora.models.quantization import is_quantized
 from medlora.retrieval import SourceIndex
-from medlora.training.model_card import read_metadata, write_metadata
+from medlora.training.model_card import read_metadata, record_evaluation, write_metadata
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +205,7 @@ def evaluate_adapter(
         for name in ("base", "adapter"):
             if name == "adapter":
                 rss_before = rss_bytes()
-                model = PeftModel.from_pretrained(loaded.model, str(adapter_dir))
+                model = load_lora(loaded.model, adapter_dir)
                 model.eval()
                 resources["memory"]["rss_added_by_adapter_bytes"] = rss_bytes() - rss_before
                 resources["memory"]["adapter_parameter_bytes"] = lora_parameter_bytes(model)
@@ -363,7 +362,8 @@ def _record_in_model_card(adapter_dir: Path, report: EvaluationReport) -> None:
     """Add the metrics table to the adapter's metadata and card, atomically like the adapter itself."""
     data = report.to_json()
     metadata = read_metadata(adapter_dir)
-    metadata["metrics"] = {
+    # One entry per evaluation data set: another data set's result never replaces the own-split verdict.
+    record_evaluation(metadata, {
         "variants": report.variants,
         "samples": report.samples,
         "counts": report.counts,
@@ -374,7 +374,7 @@ def _record_in_model_card(adapter_dir: Path, report: EvaluationReport) -> None:
                                                     render_data_markdown(report.evaluation_data)) if p),
         "evaluation_data": report.evaluation_data,
         "gate_passed": report.gate.passed if report.gate else None,
-    }
+    })
     with atomic_directory(adapter_dir) as staging:
         for item in adapter_dir.iterdir():
             if item.is_file():

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from peft import PeftModel
 from rich.progress import Progress
 
 from medlora.config import MedloraConfig
@@ -22,7 +21,7 @@ from medlora.evaluation.metrics import get_metric
 from medlora.evaluation.report import write_matrix_reports
 from medlora.evaluation.runs import label_of, metric_keys, run_variant, score_run
 from medlora.evaluation.vocabulary import Vocabulary
-from medlora.models.adapters import check_adapter_base
+from medlora.models.adapters import check_adapter_base, load_lora
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.training.model_card import read_metadata
 
@@ -86,7 +85,7 @@ def evaluate_matrix(
             run = run_variant(loaded.model, loaded, ctx, progress=progress, label=f"base on {s}", **_budget(cfg))
             cells["base"][s] = score_run(ctx, run, metric_names)
         for name, path in adapter_dirs.items():
-            peft_model = PeftModel.from_pretrained(loaded.model, str(path))
+            peft_model = load_lora(loaded.model, path)
             peft_model.eval()
             cells[name] = {}
             for s, ctx in contexts.items():

@@ -72,7 +72,15 @@ def load_base_model(
     kwargs: dict[str, Any] = quantization_kwargs(quantization or QuantizationConfig())
     # Never bf16/fp16 on CPU: these CPUs have no native bf16 and it runs hundreds of times slower.
     kwargs.setdefault("dtype", torch.float32)
-    model = model_cls.from_pretrained(source.location, **kwargs)
+    # safetensors only: a pickled pytorch_model.bin in a downloaded or copied model directory can run code.
+    try:
+        model = model_cls.from_pretrained(source.location, use_safetensors=True, **kwargs)
+    except OSError as err:
+        raise ModelNotAvailableError(
+            f"{source.location}: no safetensors weights ({str(err).splitlines()[0][:200]}); medlora does not load "
+            "pickled weights (pytorch_model.bin) because they can run code: convert the model once where you "
+            "trust it (save_pretrained(DIR, safe_serialization=True))"
+        ) from None
     if "device_map" not in kwargs:
         model.to(device or best_device())
     model.eval()

@@ -5,8 +5,12 @@ Why OpenAI-compatible: every chat UI and SDK already speaks it, so ``OpenAI(base
 ``adapter``) are extra fields that such clients keep and ignore.
 
 Generation is CPU-bound and the model is shared, so requests never generate concurrently: non-streamed
-requests go through :class:`RequestBatcher`, which collects them for ``service.batch_window_ms`` and answers
-them together in one mixed-adapter batch; streamed requests generate one at a time in a worker thread.
+requests go through :class:`~medlora.server.batching.RequestBatcher`, which collects them for
+``service.batch_window_ms`` and answers them together in one mixed-adapter batch; streamed requests generate
+one at a time in a worker thread.
+
+Every request is bounded before it reaches the model (docs/RELIABILITY.md): body size, message count and
+length, prompt tokens, queue length (503 + ``Retry-After``), concurrent streams, and time.
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +36,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medlora import MEDICAL_DISCLAIMER, __version__
 from medlora.errors import AdapterMismatchError, MedloraError
-from medlora.service.llm_service import Answer, AnswerStream, LLMService
-from medlora.service.registry import AUTO_NAME, BASE_NAME, AdapterNotFoundError
+from medlora.server.batching import OverloadedError, RequestBatcher, run_in_daemon_thread
+from medlora.server.security import GuardMiddleware, allowed_hosts, scrub_paths
+from medlora.service.llm_service import Answer, AnswerStream, InputTooLargeError, LLMService
+from medlora.service.registry import (
+    AUTO_NAME,
+    BASE_NAME,
+    AdapterNotFoundError,
+    AdminPathError,
+    public_model_id,
+    resolve_admin_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +83,7 @@ class ChatRequest(BaseModel):
 class AdapterRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    path: str
+    path: str = Field(description="an adapter directory inside the server's adapters directory (its name)")
     name: str | None = None
 
 
@@ -89,107 +101,27 @@ class APIError(Exception):
 
 
 def _api_error(err: MedloraError) -> APIError:
+    message = scrub_paths(str(err))
     if isinstance(err, AdapterNotFoundError):
-        return APIError(404, str(err), code="model_not_found")
+        return APIError(404, message, code="model_not_found")
     if isinstance(err, AdapterMismatchError):
-        return APIError(409, str(err), code="adapter_base_mismatch")
-    return APIError(400, str(err))
+        return APIError(409, message, code="adapter_base_mismatch")
+    if isinstance(err, InputTooLargeError):
+        return APIError(413, message, code="request_too_large")
+    if isinstance(err, AdminPathError):
+        return APIError(404, message, code="adapter_path_not_found")
+    if isinstance(err, OverloadedError):
+        return APIError(503, message, kind="server_error", code="overloaded",
+                        headers={"Retry-After": str(err.retry_after_s)})
+    return APIError(400, message)
 
 
-# --------------------------------------------------------------------------------------------- batching
-
-
-@dataclass
-class _Pending:
-    question: str
-    adapter: str
-    max_new_tokens: int
-    future: asyncio.Future[Answer]
-
-
-@dataclass
-class BatchStats:
-    batches: int = 0
-    requests: int = 0
-    largest: int = 0
-    sizes: list[int] = field(default_factory=list)
-
-    def record(self, size: int) -> None:
-        self.batches += 1
-        self.requests += size
-        self.largest = max(self.largest, size)
-        self.sizes = (self.sizes + [size])[-50:]
-
-
-class RequestBatcher:
-    """Collect concurrent requests for a few ms, then answer them in one ``answer_batch`` call.
-
-    While a batch generates, new requests queue up and form the next batch, so under load batches grow by
-    themselves. Requests with different token budgets go in separate calls (one budget per generate).
-    A batch that fails is retried request by request, so one bad request cannot fail its neighbours.
-    """
-
-    def __init__(self, service: LLMService, window_ms: int, max_batch: int) -> None:
-        self.service = service
-        self.window = window_ms / 1000
-        self.max_batch = max_batch
-        self.stats = BatchStats()
-        self._queue: asyncio.Queue[_Pending] | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def submit(self, question: str, adapter: str, max_new_tokens: int) -> Answer:
-        loop = asyncio.get_running_loop()
-        if self._queue is None or self._task is None or self._task.done():
-            self._queue = asyncio.Queue()
-            self._task = loop.create_task(self._run(), name="medlora-batcher")
-        future: asyncio.Future[Answer] = loop.create_future()
-        await self._queue.put(_Pending(question, adapter, max_new_tokens, future))
-        return await future
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _collect(self) -> list[_Pending]:
-        assert self._queue is not None
-        batch = [await self._queue.get()]
-        deadline = asyncio.get_running_loop().time() + self.window
-        while len(batch) < self.max_batch:
-            remaining = deadline - asyncio.get_running_loop().time()
-            try:
-                batch.append(self._queue.get_nowait() if remaining <= 0 else
-                             await asyncio.wait_for(self._queue.get(), remaining))
-            except (asyncio.QueueEmpty, TimeoutError):
-                break
-        return [p for p in batch if not p.future.done()]  # drop requests whose client went away
-
-    async def _run(self) -> None:
-        while True:
-            batch = await self._collect()
-            budgets: dict[int, list[_Pending]] = {}
-            for pending in batch:
-                budgets.setdefault(pending.max_new_tokens, []).append(pending)
-            for budget, group in budgets.items():
-                await self._answer(group, budget)
-
-    async def _answer(self, group: list[_Pending], budget: int) -> None:
-        try:
-            answers = await asyncio.to_thread(self.service.answer_batch, [p.question for p in group],
-                                              [p.adapter for p in group], max_new_tokens=budget)
-            self.stats.record(len(group))
-        except Exception as err:  # noqa: BLE001 - delivered to the waiting request(s)
-            if len(group) > 1:
-                for pending in group:
-                    await self._answer([pending], budget)
-                return
-            if not group[0].future.done():
-                group[0].future.set_exception(err)
+async def _wait_for_disconnect(request: Request) -> None:
+    """Return when the client closes the connection (the body was already read, so only that can arrive)."""
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
             return
-        for pending, answer in zip(group, answers, strict=True):
-            if not pending.future.done():
-                pending.future.set_result(answer)
 
 
 # --------------------------------------------------------------------------------------------- app
@@ -228,20 +160,30 @@ def _sse(data: dict[str, Any] | str) -> str:
     return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def create_app(service: LLMService) -> FastAPI:
-    """The FastAPI app over a loaded :class:`LLMService` (``service.load_model()`` already called)."""
+def create_app(service: LLMService, *, bind_host: str = "127.0.0.1") -> FastAPI:
+    """The FastAPI app over a loaded :class:`LLMService` (``service.load_model()`` already called).
+
+    ``bind_host`` is the interface the server listens on: it decides which Host headers are answered.
+    """
     settings = service.config.service
-    batcher = RequestBatcher(service, settings.batch_window_ms, settings.max_batch_size)
+    batcher = RequestBatcher(service, settings.batch_window_ms, settings.max_batch_size,
+                             max_queue=settings.max_queue, retry_after_s=settings.retry_after_s)
+    streams = {"active": 0, "rejected": 0}
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
         await batcher.close()
 
+    docs = settings.api_docs
     app = FastAPI(title="medlora bot", version=__version__, lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None,
                   description="OpenAI-compatible medical QA with swappable LoRA adapters. " + MEDICAL_DISCLAIMER)
     app.state.service = service
     app.state.batcher = batcher
+    app.add_middleware(GuardMiddleware, max_body_bytes=settings.max_request_bytes,
+                       hosts=allowed_hosts(bind_host, settings.trusted_hosts))
 
     @app.exception_handler(APIError)
     async def _on_api_error(_: Request, err: APIError) -> JSONResponse:
@@ -256,6 +198,28 @@ def create_app(service: LLMService) -> FastAPI:
     @app.exception_handler(MedloraError)
     async def _on_medlora_error(_: Request, err: MedloraError) -> JSONResponse:
         return _api_error(err).response()
+
+    def require_api_key(request: Request) -> None:
+        """Chat and model listing need ``Authorization: Bearer <key>`` when the API key variable is set."""
+        expected = os.environ.get(settings.api_key_env, "")
+        if not expected:
+            return
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            raise APIError(401, "missing or wrong API key (Authorization: Bearer <key>)",
+                           kind="authentication_error", code="invalid_api_key",
+                           headers={"WWW-Authenticate": "Bearer"})
+
+    def check_limits(request: ChatRequest) -> None:
+        if len(request.messages) > settings.max_messages:
+            raise APIError(413, f"too many messages: {len(request.messages)}; at most {settings.max_messages} are "
+                           "accepted (service.max_messages). Only the last user message is answered: send that",
+                           code="request_too_large")
+        for index, message in enumerate(request.messages):
+            size = len(message.text())
+            if size > settings.max_message_chars:
+                raise APIError(413, f"messages[{index}] has {size} characters; at most {settings.max_message_chars}"
+                               " are accepted (service.max_message_chars): shorten it", code="request_too_large")
 
     def require_admin(request: Request) -> None:
         env = settings.admin_token_env
@@ -275,40 +239,62 @@ def create_app(service: LLMService) -> FastAPI:
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
+        stats = batcher.stats
         return {
             "status": "ok",
             "version": __version__,
-            "base_model": service.base_model_id,
+            "base_model": public_model_id(service.base_model_id),
             "adapters": [a.name for a in service.list_adapters()],
             "default_adapter": service.default_adapter,
             "batching": {"window_ms": settings.batch_window_ms, "max_batch_size": settings.max_batch_size,
-                         "batches": batcher.stats.batches, "requests": batcher.stats.requests,
-                         "largest_batch": batcher.stats.largest, "recent_sizes": batcher.stats.sizes},
+                         "batches": stats.batches, "requests": stats.requests,
+                         "largest_batch": stats.largest, "recent_sizes": stats.sizes},
+            "load": {"waiting": batcher.waiting, "max_queue": settings.max_queue, "rejected": stats.rejected,
+                     "abandoned": stats.abandoned, "streams": streams["active"],
+                     "max_streams": settings.max_streams, "streams_rejected": streams["rejected"]},
         }
 
     @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
+    async def models(request: Request) -> dict[str, Any]:
+        require_api_key(request)
         data = [
             model_entry(AUTO_NAME, description="routes each question to the best adapter, or the base"),
-            model_entry(BASE_NAME, description="the base model without adapter", base_model=service.base_model_id),
+            model_entry(BASE_NAME, description="the base model without adapter",
+                        base_model=public_model_id(service.base_model_id)),
         ]
         data += [model_entry(a.name, description=f"LoRA adapter ({a.specialty or a.name})",
-                             specialty=a.specialty, base_model=a.base_model, gate_passed=a.gate_passed)
+                             specialty=a.specialty, base_model=public_model_id(a.base_model),
+                             gate_passed=a.gate_passed)
                  for a in service.list_adapters()]
         return {"object": "list", "data": data}
 
     @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(request: ChatRequest) -> JSONResponse | StreamingResponse:
+    async def chat_completions(request: ChatRequest, http: Request) -> JSONResponse | StreamingResponse:
+        require_api_key(http)
+        check_limits(request)
         question = _question(request)
         budget = min(request.max_completion_tokens or request.max_tokens or settings.max_new_tokens,
                      settings.max_new_tokens)
+        # Refuse an oversized question (413) or an unknown model (404) before it waits in any queue.
+        await asyncio.to_thread(service.check_question, question, budget)
         if request.stream:
-            stream = await asyncio.to_thread(service.stream, question, request.model, max_new_tokens=budget)
-            return StreamingResponse(_stream_events(stream, request.model, budget), media_type="text/event-stream",
-                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        # Fail fast (404) on an unknown model instead of inside a batch.
+            if streams["active"] >= settings.max_streams:
+                streams["rejected"] += 1
+                raise OverloadedError(f"{streams['active']} answers are streaming already; retry in "
+                                      f"{settings.retry_after_s} s", settings.retry_after_s)
+            streams["active"] += 1
+            try:
+                stream = await asyncio.to_thread(service.stream, question, request.model, max_new_tokens=budget)
+            except BaseException:
+                streams["active"] -= 1
+                raise
+            return _CountedStream(_stream_events(stream, request.model, budget),
+                                  lambda: streams.__setitem__("active", streams["active"] - 1),
+                                  media_type="text/event-stream",
+                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         await asyncio.to_thread(service.resolve_adapters, [question], [request.model])
-        answer = await batcher.submit(question, request.model, budget)
+        answer = await _answer_or_give_up(http, batcher.submit(question, request.model, budget,
+                                                               timeout=settings.request_timeout_s))
         return JSONResponse({
             "id": _completion_id(),
             "object": "chat.completion",
@@ -320,13 +306,15 @@ def create_app(service: LLMService) -> FastAPI:
         })
 
     @app.get("/v1/adapters")
-    async def list_adapters() -> dict[str, Any]:
+    async def list_adapters(request: Request) -> dict[str, Any]:
+        require_api_key(request)
         return {"adapters": [a.to_json() for a in service.list_adapters()], "default": service.default_adapter}
 
     @app.post("/v1/adapters", status_code=201)
     async def load_adapter(body: AdapterRequest, request: Request) -> dict[str, Any]:
         require_admin(request)
-        info = await asyncio.to_thread(service.load_adapter, body.name, body.path)
+        path = resolve_admin_path(Path(service.config.models.llm.adapters_dir), body.path)
+        info = await run_in_daemon_thread(service.load_adapter, body.name, path)
         return {"loaded": info.to_json()}
 
     @app.delete("/v1/adapters/{name}")
@@ -341,6 +329,56 @@ def create_app(service: LLMService) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
+
+
+def run_server(app: FastAPI, host: str, port: int) -> None:
+    """Run ``app`` under uvicorn with bounded shutdown: SIGTERM stops the server within seconds.
+
+    Open requests get ``service.shutdown_timeout_s`` to finish; then uvicorn cancels them, and generation
+    (on daemon threads) does not hold the process.
+    """
+    import uvicorn
+
+    settings = app.state.service.config.service
+    uvicorn.run(app, host=host, port=port, log_level="info",
+                timeout_graceful_shutdown=settings.shutdown_timeout_s,
+                # Connections beyond this get 503 from uvicorn itself, before any request is parsed.
+                limit_concurrency=settings.max_queue + settings.max_streams + 64,
+                timeout_keep_alive=5)
+
+
+async def _answer_or_give_up(request: Request, answering: Any) -> Answer:
+    """Await the answer, unless the client disconnects (the queued work is dropped) or time runs out (504)."""
+    work = asyncio.ensure_future(answering)
+    gone = asyncio.ensure_future(_wait_for_disconnect(request))
+    try:
+        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if work.done():
+            try:
+                return work.result()
+            except TimeoutError:
+                raise APIError(504, "no answer in time (service.request_timeout_s); the server is busy, retry "
+                               "later", kind="server_error", code="timeout") from None
+        # The client went away: cancelling ``work`` cancels its queued request. Nobody reads this answer.
+        raise APIError(499, "client closed the request", code="client_closed")
+    finally:
+        for task in (work, gone):
+            if not task.done():
+                task.cancel()
+
+
+class _CountedStream(StreamingResponse):
+    """A streamed response that releases its slot when it ends, however it ends (done, error, client gone)."""
+
+    def __init__(self, content: Any, release: Any, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self._release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._release()
 
 
 async def _stream_events(stream: AnswerStream, requested: str, budget: int) -> AsyncIterator[str]:

@@ -3,25 +3,35 @@
 The checks run before any network call (and alone with ``dry_run``) because a half-published adapter — no
 weights, a card without metadata, a config that does not parse — is worse than none: others would download
 it. An adapter that failed its evaluation gate is refused unless forced, so a regression is not published by
-accident.
+accident — judged by the evaluation on the adapter's own test split, not by whichever evaluation ran last.
+
+Only an allow-list of files is uploaded (weights, config, card, metadata, training log and curve), to a
+private repository unless asked otherwise, with the token from the environment (``HF_TOKEN`` or
+``huggingface-cli login``) — never from a command-line flag, which shell history and ``ps`` would keep.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medlora.errors import MedloraError
-from medlora.service.registry import ADAPTER_CONFIG, PICKLE_WEIGHTS, SAFETENSORS_WEIGHTS
-from medlora.training.model_card import read_metadata
+from medlora.models.adapters import (
+    ADAPTER_CONFIG,
+    PICKLE_WEIGHTS,
+    SAFETENSORS_WEIGHTS,
+    check_adapter_weights,
+    check_lora_config,
+    read_adapter_config,
+)
+from medlora.training.model_card import gate_verdict, own_dataset_hash, read_metadata
 
 log = logging.getLogger(__name__)
 
 REQUIRED_FILES = (ADAPTER_CONFIG, SAFETENSORS_WEIGHTS, "README.md")
-# Training leftovers that are not part of a published adapter.
-IGNORE_PATTERNS = ["*.checkpoints/*", "checkpoint-*/*", ".*", "__pycache__/*"]
+# Everything a published adapter consists of; nothing else in the directory is uploaded.
+ALLOWED_FILES = (*REQUIRED_FILES, "medlora.json", "training_log.json", "loss_curve.png")
 
 
 class PushError(MedloraError):
@@ -47,26 +57,19 @@ def validate_for_push(adapter_dir: Path) -> list[str]:
             hint = " (only pickle weights found; re-save with safe_serialization=True)" if (
                 name == SAFETENSORS_WEIGHTS and (adapter_dir / PICKLE_WEIGHTS).is_file()) else ""
             problems.append(f"missing {name}{hint}")
-    config_path = adapter_dir / ADAPTER_CONFIG
-    if config_path.is_file():
+    if (adapter_dir / ADAPTER_CONFIG).is_file():
         try:
-            config = json.loads(config_path.read_text(encoding="utf-8"))
-            if not isinstance(config, dict):
-                problems.append(f"{ADAPTER_CONFIG} is not a JSON object")
-            elif not config.get("base_model_name_or_path"):
+            config = read_adapter_config(adapter_dir)
+            if not config.get("base_model_name_or_path"):
                 problems.append(f"{ADAPTER_CONFIG} names no base_model_name_or_path")
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            problems.append(f"{ADAPTER_CONFIG} does not parse: {err}")
-    weights = adapter_dir / SAFETENSORS_WEIGHTS
-    if weights.is_file():
+            check_lora_config(config, ADAPTER_CONFIG)
+        except MedloraError as err:
+            problems.append(f"{ADAPTER_CONFIG} does not parse or is refused: {_short(err)}")
+    if (adapter_dir / SAFETENSORS_WEIGHTS).is_file():
         try:
-            from safetensors import safe_open
-
-            with safe_open(str(weights), framework="pt") as handle:
-                if not list(handle.keys()):
-                    problems.append(f"{SAFETENSORS_WEIGHTS} holds no tensors")
-        except Exception as err:  # noqa: BLE001 - any failure to read means a corrupt file
-            problems.append(f"{SAFETENSORS_WEIGHTS} does not load: {str(err).splitlines()[0][:200]}")
+            check_adapter_weights(adapter_dir)  # LoRA matrices only, file complete: the same check as the bot
+        except MedloraError as err:
+            problems.append(f"{SAFETENSORS_WEIGHTS} does not load or is refused: {_short(err)}")
     card = adapter_dir / "README.md"
     if card.is_file():
         problems += _card_problems(card.read_text(encoding="utf-8", errors="replace"))
@@ -91,12 +94,18 @@ def _card_problems(text: str) -> list[str]:
     return [f"README.md front matter lacks '{key}'" for key in ("base_model", "library_name") if not front.get(key)]
 
 
-def push_adapter(adapter_dir: str | Path, repo_id: str, token: str | None = None, dry_run: bool = False,
-                 force: bool = False, *, private: bool = False, endpoint: str | None = None) -> PushResult:
-    """Validate ``adapter_dir`` and (unless ``dry_run``) upload it to ``repo_id`` (created when missing).
+def _short(err: Exception) -> str:
+    text = str(err)
+    return text.split(": ", 1)[1] if text.startswith(("/", ".")) and ": " in text else text
 
-    ``token`` defaults to the hub's own lookup (``HF_TOKEN`` or ``huggingface-cli login``); ``endpoint`` to
-    ``HF_ENDPOINT`` or the public hub.
+
+def push_adapter(adapter_dir: str | Path, repo_id: str, dry_run: bool = False, force: bool = False, *,
+                 private: bool = True, endpoint: str | None = None, eval_data: str | None = None) -> PushResult:
+    """Validate ``adapter_dir`` and (unless ``dry_run``) upload it to ``repo_id`` (created private when missing).
+
+    The token is the hub's own lookup (``HF_TOKEN`` or ``huggingface-cli login``); ``endpoint`` defaults to
+    ``HF_ENDPOINT`` or the public hub. The gate verdict is the evaluation on the adapter's own test split, or
+    on the data set hash ``eval_data``.
     """
     adapter_dir = Path(adapter_dir)
     if repo_id.count("/") != 1 or not all(repo_id.split("/")):
@@ -105,42 +114,37 @@ def push_adapter(adapter_dir: str | Path, repo_id: str, token: str | None = None
     if problems:
         raise PushError(f"{adapter_dir} is not ready to publish:\n  - " + "\n  - ".join(problems))
 
-    metrics = read_metadata(adapter_dir).get("metrics") or {}
+    metadata = read_metadata(adapter_dir)
     warnings: list[str] = []
-    gate = metrics.get("gate_passed") if isinstance(metrics, dict) else None
+    gate = gate_verdict(metadata, eval_data)
+    on = f"data set {eval_data}" if eval_data else f"its own test split ({own_dataset_hash(metadata) or '?'})"
     if gate is False:
         if not force:
-            raise PushError(f"{adapter_dir} failed its evaluation gate (medlora.json metrics.gate_passed is "
-                            "false); improve it, or pass --force to publish anyway")
-        warnings.append("publishing although the evaluation gate failed (--force)")
+            raise PushError(f"{adapter_dir} failed its evaluation gate on {on}; improve it, or pass --force to "
+                            "publish anyway")
+        warnings.append(f"publishing although the evaluation gate failed on {on} (--force)")
     elif gate is None:
-        warnings.append("not evaluated yet: run `medlora evaluate --gate` so the card carries metrics")
+        warnings.append(f"not evaluated on {on} yet: run `medlora evaluate --gate` on that data so the card "
+                        "carries its metrics")
 
-    files = sorted(str(p.relative_to(adapter_dir)) for p in adapter_dir.rglob("*")
-                   if p.is_file() and not _ignored(p.relative_to(adapter_dir)))
+    files = sorted(name for name in ALLOWED_FILES if (adapter_dir / name).is_file())
     result = PushResult(repo_id=repo_id, files=files, dry_run=dry_run, warnings=warnings)
     if dry_run:
         return result
 
     from huggingface_hub import HfApi
 
-    api = HfApi(endpoint=endpoint, token=token)
+    api = HfApi(endpoint=endpoint)  # token: HF_TOKEN or the stored login, never an argument
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
         commit = api.upload_folder(repo_id=repo_id, folder_path=str(adapter_dir),
                                    commit_message="Upload LoRA adapter with medlora",
-                                   ignore_patterns=IGNORE_PATTERNS)
+                                   allow_patterns=list(files))
     except Exception as err:  # noqa: BLE001 - every failure becomes one clear message below
         raise PushError(_explain(err, repo_id, endpoint)) from None
     result.url = str(getattr(commit, "repo_url", "") or f"{api.endpoint}/{repo_id}")
     log.info("pushed %s to %s", adapter_dir, result.url)
     return result
-
-
-def _ignored(relative: Path) -> bool:
-    parts = relative.parts
-    return any(p.startswith(".") or p.endswith(".checkpoints") or p.startswith("checkpoint-") or
-               p == "__pycache__" for p in parts)
 
 
 def _explain(err: Exception, repo_id: str, endpoint: str | None) -> str:
@@ -152,7 +156,7 @@ def _explain(err: Exception, repo_id: str, endpoint: str | None) -> str:
     if isinstance(err, OfflineModeIsEnabled):
         return f"cannot push to {where}: offline mode is on (HF_HUB_OFFLINE=1); unset it on a connected machine"
     if isinstance(err, LocalTokenNotFoundError):
-        return "no hub token: pass --token, set HF_TOKEN or run `huggingface-cli login`"
+        return "no hub token: set HF_TOKEN in the environment or run `huggingface-cli login`"
     if isinstance(err, HfHubHTTPError):
         status = getattr(getattr(err, "response", None), "status_code", None)
         if status in (401, 403):

@@ -15,6 +15,7 @@ Design choices, and why:
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import re
@@ -32,8 +33,8 @@ from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStr
 from medlora import MEDICAL_DISCLAIMER
 from medlora.config import MedloraConfig
 from medlora.errors import MedloraError
-from medlora.fsutil import atomic_directory
-from medlora.models.adapters import check_adapter_base
+from medlora.fsutil import atomic_directory, check_replaceable
+from medlora.models.adapters import check_adapter_base, load_lora
 from medlora.models.generation import GREEDY_DECODING, generate_batch
 from medlora.models.loading import LoadedModel, load_base_model, load_from_config
 from medlora.models.prompts import build_prompt
@@ -54,6 +55,13 @@ from medlora.models.prompts import prompt_uses_special_tokens
 log = logging.getLogger(__name__)
 
 PEFT_BASE = "__base__"  # PEFT's name for "no adapter" inside a mixed ``adapter_names`` batch
+
+
+MERGED_MARKER = "MERGED.md"  # written into every merged model: marks the directory as medlora's to replace
+
+
+class InputTooLargeError(MedloraError):
+    """A question longer than the limits (characters, or prompt tokens within the model's context)."""
 
 
 # --------------------------------------------------------------------------------------------- citations
@@ -317,8 +325,8 @@ class LLMService:
         """Load ``models.llm``: the base, the configured adapter, and every adapter under ``adapters_dir``.
 
         The configured adapter (``use_medical_adapter`` + ``adapter_path``) must load: a mismatch is an error.
-        Adapters found by scanning are skipped with a warning when they cannot load (another base, pickle
-        weights), so one stray directory does not take the bot down.
+        Adapters found by scanning are skipped with a logged reason when they cannot load (another base, pickle
+        weights, extra tensors, a corrupt or truncated file), so one bad directory does not take the bot down.
         """
         llm = self.config.models.llm
         started = time.perf_counter()
@@ -340,7 +348,10 @@ class LLMService:
                     name = directory_adapter_name(path)
                 self.load_adapter(name, path)
             except MedloraError as err:
-                log.warning("skipping adapter %s: %s", path, err)
+                log.warning("skipping adapter %s: %s", path.name, err)
+            except Exception as err:  # noqa: BLE001 - a file no check foresaw must not stop the bot either
+                log.warning("skipping adapter %s: %s: %s", path.name, type(err).__name__,
+                            str(err).splitlines()[0][:200] if str(err) else "")
         self._ensure_index()
         log.info("loaded %s with adapters [%s] in %.1f s", self.loaded_model.source.base_model_id,
                  ", ".join(self._adapters), time.perf_counter() - started)
@@ -382,9 +393,13 @@ class LLMService:
                     self._peft = PeftModel.from_pretrained(loaded.model, str(info.path), adapter_name=info.name)
                 else:
                     self._peft.load_adapter(str(info.path), adapter_name=info.name)
-            except (ValueError, KeyError, RuntimeError, OSError) as err:
+            except Exception as err:  # noqa: BLE001 - safetensors, torch and PEFT raise many kinds
+                if self._peft is not None and info.name in self._peft.peft_config:
+                    with contextlib.suppress(Exception):  # leave no half-loaded adapter behind
+                        self._peft.delete_adapter(info.name)
+                first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
                 raise MedloraError(f"{path}: PEFT could not load this adapter on {self.base_model_id}: "
-                                   f"{str(err).splitlines()[0][:300]}") from None
+                                   f"{first}") from None
             self._peft.eval()
             self._adapters[info.name] = info
             self._router_stale = not self._router_fixed
@@ -495,6 +510,57 @@ class LLMService:
         return build_prompt(loaded.tokenizer, loaded.spec, question,
                             sources=[(s.number, s.title, s.text) for s in sources])
 
+    # ------------------------------------------------------------------ input limits
+
+    def prompt_token_limit(self, max_new_tokens: int) -> int:
+        """The most prompt tokens one request may use: the configured cap, and the context minus the answer."""
+        limit = self.config.service.max_prompt_tokens
+        context = _context_length(self.loaded_model)
+        if context is not None:
+            limit = min(limit, context - max_new_tokens)
+        if limit <= 0:
+            raise InputTooLargeError(f"max_tokens {max_new_tokens} leaves no room for a prompt in the model's "
+                                     f"context of {context} tokens; ask for fewer tokens")
+        return limit
+
+    def _count_tokens(self, prompt: str) -> int:
+        loaded = self.loaded_model
+        add_special = prompt_uses_special_tokens(loaded.tokenizer, loaded.spec)
+        return len(loaded.tokenizer(prompt, add_special_tokens=add_special)["input_ids"])
+
+    def check_question(self, question: str, max_new_tokens: int | None = None) -> None:
+        """Refuse, cheaply and before any queueing, a question that is empty or cannot fit the prompt limit.
+
+        The character cap runs first so a huge text is never tokenized; the token check uses the prompt
+        without sources (sources are dropped to fit, the question itself cannot be).
+        """
+        _check_question(question)
+        limit_chars = self.config.service.max_message_chars
+        if len(question) > limit_chars:
+            raise InputTooLargeError(f"the question has {len(question)} characters; at most {limit_chars} are "
+                                     "accepted (service.max_message_chars): shorten it")
+        budget = max_new_tokens or self.config.service.max_new_tokens
+        limit = self.prompt_token_limit(budget)
+        tokens = self._count_tokens(self._prompt(question, []))
+        if tokens > limit:
+            raise InputTooLargeError(f"the question makes a prompt of {tokens} tokens; at most {limit} fit "
+                                     f"(service.max_prompt_tokens, and the context minus {budget} answer tokens): "
+                                     "shorten it")
+
+    def _fit_prompt(self, question: str, sources: list[CitedSource], max_new_tokens: int
+                    ) -> tuple[str, list[CitedSource]]:
+        """The prompt within the token limit: retrieved sources are dropped from the last until it fits."""
+        limit = self.prompt_token_limit(max_new_tokens)
+        while True:
+            prompt = self._prompt(question, sources)
+            tokens = self._count_tokens(prompt)
+            if tokens <= limit:
+                return prompt, sources
+            if not sources:
+                raise InputTooLargeError(f"the question makes a prompt of {tokens} tokens; at most {limit} fit: "
+                                         "shorten it")
+            sources = sources[:-1]
+
     # ------------------------------------------------------------------ answering
 
     def answer(self, question: str, adapter: str | None = None, *, max_new_tokens: int | None = None) -> Answer:
@@ -509,13 +575,15 @@ class LLMService:
         adapters = list(adapters) if adapters is not None else [None] * len(questions)
         if len(adapters) != len(questions):
             raise ValueError("give one adapter per question")
+        budget = max_new_tokens or self.config.service.max_new_tokens
         for question in questions:
-            _check_question(question)
+            self.check_question(question, budget)
         started = time.perf_counter()
         resolved = self.resolve_adapters(questions, adapters)
-        sources = [self.retrieve(q) for q in questions]
+        fitted = [self._fit_prompt(q, self.retrieve(q), budget) for q in questions]
+        sources = [found for _, found in fitted]
         retrieval_s = (time.perf_counter() - started) / len(questions)
-        prompts = [self._prompt(q, s) for q, s in zip(questions, sources, strict=True)]
+        prompts = [prompt for prompt, _ in fitted]
         self._log_questions(questions)
         with self._lock:
             loaded = self.loaded_model
@@ -523,8 +591,7 @@ class LLMService:
             names = [name or PEFT_BASE for name, _ in resolved] if self._peft is not None else None
             began = time.perf_counter()
             generations = generate_batch(self.generation_model, loaded.tokenizer, loaded.spec, prompts,
-                                         max_new_tokens=max_new_tokens or self.config.service.max_new_tokens,
-                                         adapter_names=names)
+                                         max_new_tokens=budget, adapter_names=names)
             generation_s = time.perf_counter() - began
         total = time.perf_counter() - started
         answers = []
@@ -542,14 +609,14 @@ class LLMService:
     def stream(self, question: str, adapter: str | None = None, *,
                max_new_tokens: int | None = None) -> AnswerStream:
         """Start a streamed answer: iterate the result for text pieces, then read ``.answer``."""
-        _check_question(question)
+        budget = max_new_tokens or self.config.service.max_new_tokens
+        self.check_question(question, budget)
         started = time.perf_counter()
         (name, decision), = self.resolve_adapters([question], [adapter])
-        sources = self.retrieve(question)
+        prompt, sources = self._fit_prompt(question, self.retrieve(question), budget)
         retrieval_s = time.perf_counter() - started
         self._log_questions([question])
-        return AnswerStream(self, self._prompt(question, sources), name, decision, sources,
-                            max_new_tokens or self.config.service.max_new_tokens, started, retrieval_s)
+        return AnswerStream(self, prompt, name, decision, sources, budget, started, retrieval_s)
 
     def _check_still_loaded(self, names: Iterable[str | None]) -> None:
         """Called under the lock: an adapter may have been unloaded between routing and generating."""
@@ -572,21 +639,24 @@ class LLMService:
         """Write base + adapter ``name`` merged into plain transformers weights (no PEFT needed to load).
 
         Works on a fresh float32 copy of the base, never on the serving model (which carries every adapter and
-        may be quantized), and writes atomically so an interrupted merge leaves nothing half-written.
+        may be quantized), and writes atomically so an interrupted merge leaves nothing half-written. An
+        existing ``out_dir`` is replaced only when it is empty or an earlier merge (it holds ``MERGED.md``):
+        ``merge NAME data/models`` must never delete the adapters there.
         """
         if name not in self._adapters:
             raise AdapterNotFoundError(self._unknown(name))
+        out = Path(out_dir)
+        check_replaceable(out, markers=(MERGED_MARKER,), what="a merged model")
         info = self._adapters[name]
         llm = self.config.models.llm
         fresh = load_base_model(llm.name, cache_dir=llm.cache_dir, target_modules=llm.target_modules,
                                 device=torch.device("cpu"))
-        merged = PeftModel.from_pretrained(fresh.model, str(info.path)).merge_and_unload()
+        merged = load_lora(fresh.model, info.path).merge_and_unload()
         merged.eval()
-        out = Path(out_dir)
         with atomic_directory(out) as staging:
             merged.save_pretrained(staging, safe_serialization=True)
             fresh.tokenizer.save_pretrained(staging)
-            (staging / "MERGED.md").write_text(
+            (staging / MERGED_MARKER).write_text(
                 f"# {info.name} merged into {self.base_model_id}\n\n"
                 f"LoRA adapter `{info.path.name}` merged into base `{self.base_model_id}` with PEFT "
                 "`merge_and_unload()`. Load it with plain transformers (`AutoModelFor...from_pretrained`).\n\n"
@@ -602,6 +672,19 @@ def _check_question(question: str) -> None:
         raise MedloraError("the question is empty")
 
 
+def _context_length(loaded: LoadedModel) -> int | None:
+    """The model's context window in tokens, when its config states one (T5's relative positions do not)."""
+    if loaded.spec.is_encoder_decoder:
+        return None
+    config = loaded.model.config
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
 __all__ = [
-    "Answer", "AnswerStream", "CitationFilter", "CitedSource", "LLMService", "sources_block",
+    "Answer", "AnswerStream", "CitationFilter", "CitedSource", "InputTooLargeError", "LLMService",
+    "sources_block",
 ]

@@ -4,27 +4,32 @@ An adapter is any directory with an ``adapter_config.json`` (the PEFT layout). I
 recorded in ``medlora.json`` at training time, else the directory name without the ``lora-``/``-adapter``
 decoration, so ``data/models/lora-dermatology-adapter`` is served as ``dermatology``.
 
-Only safetensors weights are accepted: a pickled ``adapter_model.bin`` can run arbitrary code when loaded,
-and a bot that loads adapters on request (``POST /v1/adapters``) must never unpickle files.
+Only safetensors weights holding LoRA matrices alone are accepted (:mod:`medlora.models.adapters`): a pickled
+``adapter_model.bin`` can run arbitrary code when loaded, and extra tensors would overwrite the shared base.
+Adapters loaded over HTTP must lie inside ``adapters_dir`` (:func:`resolve_admin_path`), and what the API shows
+of an adapter never includes a path of the server.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from medlora.errors import MedloraError
-from medlora.training.model_card import read_metadata
+from medlora.models.adapters import (
+    ADAPTER_CONFIG,
+    PICKLE_WEIGHTS,
+    SAFETENSORS_WEIGHTS,
+    check_adapter_files,
+)
+from medlora.fsutil import PREVIOUS_SUFFIX  # the adapter a retrain replaced: kept beside it, never served
+from medlora.training.model_card import gate_verdict, read_metadata
 
 log = logging.getLogger(__name__)
-
-ADAPTER_CONFIG = "adapter_config.json"
-SAFETENSORS_WEIGHTS = "adapter_model.safetensors"
-PICKLE_WEIGHTS = "adapter_model.bin"
 BASE_NAME = "base"  # the name clients use for "no adapter"
 AUTO_NAME = "auto"  # the name clients use for "let the router choose"
 RESERVED_NAMES = frozenset({BASE_NAME, AUTO_NAME, "__base__"})
@@ -33,6 +38,10 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 class AdapterNotFoundError(MedloraError):
     """A request named an adapter that is not loaded."""
+
+
+class AdminPathError(MedloraError):
+    """``POST /v1/adapters`` named a path that is not an adapter directory inside ``adapters_dir``."""
 
 
 @dataclass(frozen=True)
@@ -46,13 +55,51 @@ class AdapterInfo:
     gate_passed: bool | None
 
     def to_json(self) -> dict[str, Any]:
+        """What clients see: the directory's name only, never the server's absolute path."""
         return {
             "name": self.name,
-            "path": str(self.path),
+            "directory": self.path.name,
             "specialty": self.specialty,
-            "base_model": self.base_model,
+            "base_model": public_model_id(self.base_model),
             "gate_passed": self.gate_passed,
         }
+
+
+def public_model_id(model_id: str | None) -> str | None:
+    """A model id fit for clients: a hub id or ``embedded:`` name as is, a local path by its last component."""
+    if not model_id:
+        return model_id
+    if os.path.isabs(model_id) or model_id.startswith((".", "~")) or model_id.count("/") > 1:
+        return Path(model_id).name
+    return model_id
+
+
+def resolve_admin_path(adapters_dir: Path, requested: str) -> Path:
+    """The adapter directory ``requested`` names, only if it resolves (symlinks followed) inside ``adapters_dir``.
+
+    ``requested`` is normally a directory name under ``adapters_dir``. Whatever is wrong — outside, missing,
+    a symlink out, not an adapter — the answer is the same message, so the API cannot be used to probe which
+    paths exist on the server.
+    """
+    refused = AdminPathError(f"no adapter directory '{Path(requested).name or requested}' in the server's adapters "
+                             "directory; copy the adapter there (models.llm.adapters_dir) and give its directory "
+                             "name")
+    if not requested or "\x00" in requested:
+        raise refused
+    root = Path(adapters_dir).resolve()
+    candidate = Path(requested)
+    if not candidate.is_absolute():
+        candidate = root / candidate
+    try:
+        resolved = candidate.resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise refused from None
+    if root not in resolved.parents or not is_adapter_dir(resolved):
+        raise refused
+    for item in resolved.iterdir():  # a file symlinked to elsewhere would be read from outside
+        if item.is_symlink() and root not in item.resolve().parents:
+            raise refused
+    return resolved
 
 
 def is_adapter_dir(path: Path) -> bool:
@@ -88,30 +135,13 @@ def validate_name(name: str) -> str:
 
 
 def validate_adapter_files(adapter_dir: Path) -> dict[str, Any]:
-    """Check the PEFT layout and return the parsed ``adapter_config.json``.
+    """Check the PEFT layout, the config and the tensors; return the parsed ``adapter_config.json``.
 
     Raises a :class:`MedloraError` that says what is wrong and how to fix it.
     """
     if not adapter_dir.is_dir():
         raise MedloraError(f"{adapter_dir}: adapter directory not found")
-    config_path = adapter_dir / ADAPTER_CONFIG
-    if not config_path.is_file():
-        raise MedloraError(f"{adapter_dir}: not a PEFT adapter directory (no {ADAPTER_CONFIG})")
-    if not (adapter_dir / SAFETENSORS_WEIGHTS).is_file():
-        if (adapter_dir / PICKLE_WEIGHTS).is_file():
-            raise MedloraError(
-                f"{adapter_dir}: only {PICKLE_WEIGHTS} (pickle) found; medlora loads safetensors only because "
-                "pickle files can run code. Convert it once where you trust the file: "
-                "PeftModel.from_pretrained(base, DIR).save_pretrained(DIR, safe_serialization=True)"
-            )
-        raise MedloraError(f"{adapter_dir}: no {SAFETENSORS_WEIGHTS}; the adapter weights are missing")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise MedloraError(f"{config_path}: not valid JSON ({err})") from None
-    if not isinstance(config, dict):
-        raise MedloraError(f"{config_path}: expected a JSON object")
-    return config
+    return check_adapter_files(adapter_dir)
 
 
 def describe_adapter(adapter_dir: Path, name: str | None = None) -> AdapterInfo:
@@ -119,14 +149,13 @@ def describe_adapter(adapter_dir: Path, name: str | None = None) -> AdapterInfo:
     adapter_dir = Path(adapter_dir)
     config = validate_adapter_files(adapter_dir)
     metadata = read_metadata(adapter_dir)
-    metrics = metadata.get("metrics") or {}
     specialty = metadata.get("specialty")
     return AdapterInfo(
         name=validate_name(name or default_adapter_name(adapter_dir)),
         path=adapter_dir.resolve(),
         specialty=Path(specialty).stem if isinstance(specialty, str) and specialty else None,
         base_model=config.get("base_model_name_or_path"),
-        gate_passed=metrics.get("gate_passed") if isinstance(metrics, dict) else None,
+        gate_passed=gate_verdict(metadata),  # on its own test split, not the last evaluation run
     )
 
 
@@ -134,4 +163,5 @@ def scan_adapters_dir(adapters_dir: Path) -> list[Path]:
     """Adapter directories directly under ``adapters_dir`` (sorted, so names resolve the same every run)."""
     if not adapters_dir.is_dir():
         return []
-    return [p for p in sorted(adapters_dir.iterdir()) if not p.name.startswith(".") and is_adapter_dir(p)]
+    return [p for p in sorted(adapters_dir.iterdir())
+            if not p.name.startswith(".") and not p.name.endswith(PREVIOUS_SUFFIX) and is_adapter_dir(p)]

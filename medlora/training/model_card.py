@@ -2,6 +2,10 @@
 
 Keeping the facts in JSON and rendering the card from them means evaluation can add its metrics later and
 the card is re-rendered, never hand-edited into disagreement with the numbers.
+
+Evaluations are kept per evaluation data set (``evaluations``, keyed by the data set's hash). The card's
+headline ``metrics`` — and the verdict ``push`` and the bot show — are those of the adapter's own test split:
+evaluating it once on another data set must not replace (or launder) the verdict on its own.
 """
 
 from __future__ import annotations
@@ -13,13 +17,69 @@ from typing import Any
 import yaml
 
 from medlora import MEDICAL_DISCLAIMER
+from medlora.errors import MedloraError
 
 METADATA_FILE = "medlora.json"
 
 
 def read_metadata(adapter_dir: str | Path) -> dict[str, Any]:
+    """``medlora.json`` as a dict (empty when absent); a corrupt file is a :class:`MedloraError` naming it."""
     path = Path(adapter_dir) / METADATA_FILE
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise MedloraError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise MedloraError(f"{path}: not valid JSON (line {err.lineno}: {err.msg}); restore it from the "
+                           "adapter's training output or delete it") from None
+    if not isinstance(data, dict):
+        raise MedloraError(f"{path}: expected a JSON object")
+    return data
+
+
+def record_evaluation(metadata: dict[str, Any], entry: dict[str, Any]) -> dict[str, Any]:
+    """Add one evaluation ``entry`` (with its ``dataset_hash``) to ``metadata``; return ``metadata``.
+
+    One entry per data set: a re-evaluation on the same data replaces its own entry only. ``metrics`` follows
+    the adapter's own data set (or the latest, for an adapter whose training data is unknown).
+    """
+    key = str(entry.get("dataset_hash") or "unknown")
+    evaluations = metadata.get("evaluations")
+    evaluations = dict(evaluations) if isinstance(evaluations, dict) else {}
+    evaluations[key] = entry
+    metadata["evaluations"] = evaluations
+    own = own_dataset_hash(metadata)
+    if own is None or key == own:
+        metadata["metrics"] = entry
+    return metadata
+
+
+def own_dataset_hash(metadata: dict[str, Any]) -> str | None:
+    """The hash of the data the adapter was trained on (its test split is the one its verdict counts on)."""
+    data = metadata.get("data")
+    value = data.get("dataset_hash") if isinstance(data, dict) else None
+    return str(value) if value else None
+
+
+def evaluation_for(metadata: dict[str, Any], dataset_hash: str | None = None) -> dict[str, Any] | None:
+    """The evaluation on ``dataset_hash`` (default: the adapter's own data), or ``None`` if there is none."""
+    wanted = dataset_hash or own_dataset_hash(metadata)
+    evaluations = metadata.get("evaluations")
+    if isinstance(evaluations, dict) and wanted and isinstance(evaluations.get(wanted), dict):
+        return evaluations[wanted]
+    metrics = metadata.get("metrics")
+    if isinstance(metrics, dict) and (wanted is None or metrics.get("dataset_hash") == wanted):
+        return metrics  # cards written before per-data-set entries existed
+    return None
+
+
+def gate_verdict(metadata: dict[str, Any], dataset_hash: str | None = None) -> bool | None:
+    """``gate_passed`` of :func:`evaluation_for` (``None``: not evaluated on that data, or no gate)."""
+    entry = evaluation_for(metadata, dataset_hash)
+    value = entry.get("gate_passed") if entry else None
+    return value if isinstance(value, bool) else None
 
 
 def write_metadata(adapter_dir: str | Path, metadata: dict[str, Any]) -> None:
@@ -79,6 +139,14 @@ def render_model_card(meta: dict[str, Any]) -> str:
         parts += ["## Evaluation", metrics.get("table_markdown", ""),
                   f"Evaluated on {metrics.get('samples')} held-out questions "
                   f"(data hash {metrics.get('dataset_hash')}).", metrics.get("details_markdown", "")]
+    others = {k: v for k, v in (meta.get("evaluations") or {}).items()
+              if isinstance(v, dict) and k != str((metrics or {}).get("dataset_hash"))}
+    if others:
+        parts += ["Also evaluated on other data (not this adapter's own test split; the verdict above does "
+                  "not change):\n\n" + "\n".join(
+                      f"- data hash {k}: {v.get('samples')} questions, gate "
+                      f"{'passed' if v.get('gate_passed') else 'failed' if v.get('gate_passed') is False else 'n/a'}"
+                      f" ({v.get('date', '?')})" for k, v in sorted(others.items()))]
     parts += [
         "## Intended use",
         "Research and prototyping of specialty medical question answering, inside a system that shows sources "

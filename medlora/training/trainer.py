@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from medlora.config import MedloraConfig
 from medlora.data.prepare import load_manifest, load_split
@@ -20,6 +19,7 @@ from medlora.fsutil import atomic_directory
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.models.quantization import is_quantized
 from medlora.retrieval import configured_index, leakage_filter
+from medlora.training.checkpoints import FingerprintCallback, clear_checkpoints, prepare_checkpoints, run_fingerprint
 from medlora.training.encoding import IGNORE_INDEX, Grounding, build_dataset
 from medlora.training.lora import build_lora_config
 from medlora.training.model_card import write_metadata
@@ -120,6 +120,10 @@ def train_adapter(
     """Train a LoRA adapter on ``data_dir``'s train split and save it to ``adapter_dir``."""
     tcfg = cfg.training
     adapter_dir = Path(adapter_dir)
+    # Before any loading: refuse a wrong output path or another run's checkpoints (medlora.training.checkpoints).
+    checkpoints = checkpoint_dir_for(adapter_dir)
+    fingerprint = run_fingerprint(cfg, load_manifest(data_dir))
+    resume_from = prepare_checkpoints(checkpoints, adapter_dir, fingerprint, resume)
     loaded = loaded or load_from_config(cfg.models.llm)
     model, tokenizer, spec = loaded.model, loaded.tokenizer, loaded.spec
     if is_quantized(model):
@@ -140,7 +144,6 @@ def train_adapter(
     val_ds = build_dataset(val_records, tokenizer, spec, tcfg.max_length) if val_records else None
     train_tokens = int(sum(len(ids) for ids in train_ds["input_ids"]) * tcfg.epochs)
 
-    checkpoints = checkpoint_dir_for(adapter_dir)
     args = TrainingArguments(
         output_dir=str(checkpoints),
         num_train_epochs=tcfg.epochs,
@@ -170,7 +173,7 @@ def train_adapter(
     collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
     counter = _StepCounter()
     trainer = Trainer(
-        callbacks=[counter],
+        callbacks=[counter, FingerprintCallback(fingerprint)],
         model=peft_model,
         args=args,
         data_collator=collator,
@@ -179,9 +182,6 @@ def train_adapter(
         processing_class=tokenizer,
     )
     started = time.perf_counter()
-    resume_from = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
-    if resume and resume_from is None:
-        log.warning("--resume: no checkpoint in %s, training from the start", checkpoints)
     output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
     # The epoch-end evaluation already measured the final weights when training ended on an epoch boundary.
@@ -196,6 +196,7 @@ def train_adapter(
     result = TrainResult(adapter_dir, trainable, total, output.training_loss, eval_loss, seconds, train_tokens,
                          steps_run=counter.steps, resumed_from=Path(resume_from).name if resume_from else None)
     save_adapter(peft_model, loaded, cfg, data_dir, adapter_dir, trainer.state.log_history, result)
+    clear_checkpoints(checkpoints)  # the adapter is saved: these must not seed a later --resume
     return result
 
 
@@ -211,7 +212,7 @@ def save_adapter(
     """Write the PEFT layout plus card, log and curve into a staging dir, then swap it into place."""
     tcfg = cfg.training
     manifest = load_manifest(data_dir)
-    with atomic_directory(adapter_dir) as staging:
+    with atomic_directory(adapter_dir, keep_previous=True) as staging:  # a retrain keeps the old one as .prev
         peft_model.save_pretrained(staging, safe_serialization=True)
         # Record the base by its public id so vLLM/LoRAX/PEFT users know what to load it on.
         adapter_config_path = staging / "adapter_config.json"

@@ -61,30 +61,70 @@ def _labels(csv_path: Path) -> dict[int, str]:
         return {int(row["condition_label"]): row["condition_name"] for row in csv.DictReader(handle)}
 
 
-def iter_abstracts(csv_path: str | Path) -> Iterator[Abstract]:
+_FIX = "each row must be condition_label (an integer),medical_abstract (text) in UTF-8"
+
+
+def iter_abstracts(csv_path: str | Path, *, errors: list[DataFormatError] | None = None) -> Iterator[Abstract]:
+    """Yield the abstracts of a ``condition_label,medical_abstract`` CSV.
+
+    A malformed row raises :class:`DataFormatError` naming ``file:line`` (the line the row starts on); with
+    ``errors`` given (``--skip-invalid``) it is appended there and skipped. Problems of the whole file (not
+    found, no header, wrong columns, broken CSV quoting) always raise.
+    """
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise DataFormatError(str(csv_path), "file not found")
     labels = _labels(csv_path)
-    with csv_path.open(encoding="utf-8", newline="") as handle:
+
+    def handle_row(err: DataFormatError) -> None:
+        if errors is None:
+            raise err
+        errors.append(err)
+
+    # surrogateescape: a row with invalid UTF-8 becomes one row error (skippable), not a crash of the reader.
+    with csv_path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         reader = csv.DictReader(handle)
-        missing = {"condition_label", "medical_abstract"} - set(reader.fieldnames or [])
+        try:
+            fieldnames = reader.fieldnames or []
+        except csv.Error as err:
+            raise DataFormatError(f"{csv_path}:1", f"malformed CSV header: {err}", _FIX) from None
+        missing = {"condition_label", "medical_abstract"} - set(fieldnames)
         if missing:
             raise DataFormatError(
                 f"{csv_path}:1", f"missing column(s) {sorted(missing)}", "expected condition_label,medical_abstract"
             )
-        for row_number, row in enumerate(reader, start=2):
+        while True:
+            row_number = reader.line_num + 1
             try:
-                label = int(row["condition_label"])
-            except (TypeError, ValueError):
-                raise DataFormatError(
-                    f"{csv_path}:{row_number}", f"condition_label {row['condition_label']!r} is not an integer"
-                ) from None
-            text = clean_text(row["medical_abstract"] or "")
-            if not text:
-                raise DataFormatError(f"{csv_path}:{row_number}", "empty medical_abstract")
-            title, _, body = text.partition(". ")
-            yield Abstract(row_number, label, labels.get(label, str(label)), title.strip(), body.strip())
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as err:  # unbalanced quotes, NUL bytes, a field beyond the CSV size limit
+                raise DataFormatError(f"{csv_path}:{row_number}", f"malformed CSV: {err}", _FIX) from None
+            try:
+                yield _abstract(row, row_number, labels, f"{csv_path}:{row_number}")
+            except DataFormatError as err:
+                handle_row(err)
+
+
+def _abstract(row: dict[str | None, str | None], row_number: int, labels: dict[int, str], location: str) -> Abstract:
+    values = [v for v in row.values() if isinstance(v, str)]
+    if any(_has_surrogates(v) for v in values):
+        raise DataFormatError(location, "not valid UTF-8 text", _FIX)
+    raw_label = row.get("condition_label")
+    try:
+        label = int(raw_label or "")
+    except ValueError:
+        raise DataFormatError(location, f"condition_label {raw_label!r} is not an integer", _FIX) from None
+    text = clean_text(row.get("medical_abstract") or "")
+    if not text:
+        raise DataFormatError(location, "empty medical_abstract", _FIX)
+    title, _, body = text.partition(". ")
+    return Abstract(row_number, label, labels.get(label, str(label)), title.strip(), body.strip())
+
+
+def _has_surrogates(text: str) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for ch in text)
 
 
 def conclusion(body: str, max_sentences: int = 3) -> str:

@@ -25,6 +25,10 @@ def _to_record(obj: Any, location: str, source: str, license: str) -> QARecord:
             raise DataFormatError(location, f"missing field '{key}'", _FIX)
         if not isinstance(obj[key], str) or not obj[key].strip():
             raise DataFormatError(location, f"field '{key}' must be a non-empty string", _FIX)
+        try:
+            obj[key].encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate escape such as "\ud800": it could never be written out
+            raise DataFormatError(location, f"field '{key}' holds an invalid unicode escape", _FIX) from None
     extra = {k: v for k, v in obj.items() if k not in ("input", "output")}
     record = QARecord(
         question=obj["input"],
@@ -52,33 +56,49 @@ def iter_json_pairs(
     source = source or path.stem
     if not path.is_file():
         raise DataFormatError(str(path), "file not found")
-    text = path.read_text(encoding="utf-8")
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")  # a UTF-8 BOM (some editors write one)
 
     def handle(err: DataFormatError) -> None:
         if errors is None:
             raise err
         errors.append(err)
 
-    stripped = text.lstrip()
-    if stripped.startswith("["):
+    if data.lstrip().startswith(b"["):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as err:
+            line = data[: err.start].count(b"\n") + 1
+            raise DataFormatError(f"{path}:{line}", "not valid UTF-8 text", "save the file as UTF-8") from None
         try:
             items = json.loads(text)
         except json.JSONDecodeError as err:
             raise DataFormatError(f"{path}:{err.lineno}", f"invalid JSON: {err.msg}") from None
+        except RecursionError:
+            raise DataFormatError(str(path), "invalid JSON: nested too deeply", _FIX) from None
+        if not isinstance(items, list):
+            raise DataFormatError(str(path), "expected a JSON array of records", _FIX)
         for index, obj in enumerate(items):
             try:
                 yield _to_record(obj, f"{path}[record {index}]", source, license)
             except DataFormatError as err:
                 handle(err)
         return
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+    for lineno, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
             continue
         location = f"{path}:{lineno}"
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            handle(DataFormatError(location, "not valid UTF-8 text", "save the file as UTF-8"))
+            continue
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
             handle(DataFormatError(location, f"invalid JSON: {err.msg}", "one JSON object per line"))
+            continue
+        except RecursionError:
+            handle(DataFormatError(location, "invalid JSON: nested too deeply", "one JSON object per line"))
             continue
         try:
             yield _to_record(obj, location, source, license)

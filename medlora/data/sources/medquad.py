@@ -14,6 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import defusedxml.ElementTree as SafeET
+from defusedxml import DefusedXmlException
+
 from medlora.data.records import QARecord
 from medlora.errors import DataFormatError
 
@@ -74,11 +77,20 @@ def _all_text(root: ET.Element, *tags: str) -> list[str]:
 
 
 def parse_document(path: Path) -> MedquadDocument:
-    """Parse one file. A few upstream files use a lower-case variant schema (``<doc>``, ``<pair>``); both work."""
+    """Parse one file. A few upstream files use a lower-case variant schema (``<doc>``, ``<pair>``); both work.
+
+    Parsed with defusedxml: entity declarations (the "billion laughs" expansion) and external entities are
+    refused, so a crafted file cannot exhaust memory or read other files.
+    """
     try:
-        root = ET.parse(path).getroot()
+        root = SafeET.parse(path).getroot()
     except ET.ParseError as err:
         raise DataFormatError(f"{path}:{err.position[0]}", f"malformed XML: {err}", "is this a MedQuAD file?") from None
+    except DefusedXmlException as err:
+        raise DataFormatError(str(path), f"refused unsafe XML ({type(err).__name__}: {err})",
+                              "MedQuAD files declare no entities or DTDs") from None
+    except (OSError, ValueError) as err:
+        raise DataFormatError(str(path), f"cannot read the file: {err}") from None
     if root.tag not in _ROOT_TAGS:
         raise DataFormatError(str(path), f"root element is <{root.tag}>, expected <Document>")
     if _first(root, "Focus", "doctitle-focus") is None:

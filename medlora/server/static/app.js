@@ -5,9 +5,24 @@
 const $ = (id) => document.getElementById(id);
 let controller = null;
 
+// A server started with an API key (MEDLORA_API_KEY) answers 401: ask for the key once per tab and retry.
+// It is kept in sessionStorage only, so it goes when the tab closes.
+async function apiFetch(url, options = {}) {
+  for (let attempt = 0; ; attempt++) {
+    const key = sessionStorage.getItem("medlora-api-key");
+    const headers = { ...(options.headers || {}) };
+    if (key) headers.Authorization = `Bearer ${key}`;
+    const response = await fetch(url, { ...options, headers });
+    if (response.status !== 401 || attempt > 0) return response;
+    const entered = window.prompt("This bot needs an API key:");
+    if (!entered) return response;
+    sessionStorage.setItem("medlora-api-key", entered.trim());
+  }
+}
+
 async function loadModels() {
   try {
-    const response = await fetch("/v1/models");
+    const response = await apiFetch("/v1/models");
     const body = await response.json();
     const select = $("adapter");
     for (const model of body.data) {
@@ -81,7 +96,7 @@ async function ask(question, adapter) {
   text.classList.add("streaming");
   controller = new AbortController();
   try {
-    const response = await fetch("/v1/chat/completions", {
+    const response = await apiFetch("/v1/chat/completions", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify({ model: adapter, stream: true, messages: [{ role: "user", content: question }] }),
