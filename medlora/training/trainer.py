@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_utils import get_last_checkpoint
 
 from medlora.config import MedloraConfig
@@ -19,7 +19,8 @@ from medlora.data.prepare import load_manifest, load_split
 from medlora.fsutil import atomic_directory
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.models.quantization import is_quantized
-from medlora.training.encoding import IGNORE_INDEX, build_dataset
+from medlora.training.batching import plan_batching
+from medlora.training.encoding import build_dataset
 from medlora.training.lora import build_lora_config
 from medlora.training.model_card import write_metadata
 
@@ -114,6 +115,9 @@ def train_adapter(
     train_ds = build_dataset(train_records, tokenizer, spec, tcfg.max_length, tcfg.cited_fraction, tcfg.seed)
     val_ds = build_dataset(val_records, tokenizer, spec, tcfg.max_length) if val_records else None
     train_tokens = int(sum(len(ids) for ids in train_ds["input_ids"]) * tcfg.epochs)
+    batching = plan_batching(tcfg.batching, spec, tokenizer, peft_model,
+                             [train_ds[i] for i in range(min(2, len(train_ds)))])
+    log.info("batching: %s (%s)", batching.strategy, batching.reason)
 
     checkpoints = checkpoint_dir_for(adapter_dir)
     args = TrainingArguments(
@@ -138,9 +142,10 @@ def train_adapter(
         remove_unused_columns=False,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
+        train_sampling_strategy=batching.train_sampling_strategy,
         **_precision_flags(),
     )
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    collator = batching.collator
     counter = _StepCounter()
     trainer = Trainer(
         callbacks=[counter],
@@ -210,7 +215,8 @@ def save_adapter(
             },
             "hyperparameters": {
                 "r": tcfg.lora_r, "lora_alpha": tcfg.lora_alpha, "lora_dropout": tcfg.lora_dropout,
-                "target_modules": ",".join(tcfg.target_modules or loaded.spec.target_modules),
+                "target_modules": _target_modules(peft_model),
+                "lora_targets": tcfg.lora_targets, "batching": tcfg.batching,
                 "epochs": tcfg.epochs, "batch_size": tcfg.batch_size,
                 "gradient_accumulation_steps": tcfg.gradient_accumulation_steps,
                 "learning_rate": tcfg.learning_rate, "warmup_ratio": tcfg.warmup_ratio,
@@ -222,6 +228,12 @@ def save_adapter(
             "data": {k: manifest.get(k) for k in ("dataset_hash", "counts", "sources", "filters")},
         }
         write_metadata(staging, metadata)
+
+
+def _target_modules(peft_model: PeftModel) -> str:
+    """The module names PEFT actually adapted (a preset or ``all-linear`` resolves only at wrap time)."""
+    targets = peft_model.peft_config["default"].target_modules
+    return targets if isinstance(targets, str) else ",".join(sorted(targets))
 
 
 def _result_summary(result: TrainResult) -> dict[str, Any]:
