@@ -14,6 +14,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from medlora.models.architecture import ModelSpec
+from medlora.models.precision import autocast, resolve_precision
 from medlora.training.encoding import prompt_uses_special_tokens
 
 
@@ -48,7 +49,7 @@ def generate_batch(
     if adapter_names is not None:
         kwargs["adapter_names"] = list(adapter_names)
     started = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(resolve_precision(), inputs["input_ids"].device):
         output = model.generate(
             **inputs,
             max_new_tokens=max_new_tokens,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -18,6 +19,7 @@ from medlora.config import MedloraConfig
 from medlora.data.prepare import load_manifest, load_split
 from medlora.fsutil import atomic_directory
 from medlora.models.loading import LoadedModel, load_from_config
+from medlora.models.precision import probe, requested_precision, resolve_precision, torch_threads
 from medlora.models.quantization import is_quantized
 from medlora.training.batching import plan_batching
 from medlora.training.encoding import build_dataset
@@ -38,19 +40,35 @@ class TrainResult:
     train_tokens: int
     steps_run: int = 0  # optimizer steps taken by this run (fewer than total when resumed)
     resumed_from: str | None = None
+    precision: str = "fp32"  # what the run trained in (bf16 = autocast)
+    threads: int = 0  # torch threads during training (0 = torch's default)
 
     @property
     def trainable_percent(self) -> float:
         return 100.0 * self.trainable_params / max(self.total_params, 1)
 
 
-def _precision_flags() -> dict[str, bool]:
-    """fp16/bf16 only on CUDA; on CPU always fp32 (no native bf16 here, it runs orders of magnitude slower)."""
+def _precision_flags(configured: str = "auto") -> dict[str, bool]:
+    """bf16 autocast where the per-machine probe measured it faster (or ``--precision bf16``), else fp32.
+
+    A CPU without native bf16 runs it hundreds of times slower, so CPUs train in fp32 unless measured otherwise;
+    CUDA keeps mixed precision (fp16 where bf16 is unsupported) unless fp32 is asked for.
+    """
+    requested = requested_precision(configured)
     if not torch.cuda.is_available():
+        return {"bf16": resolve_precision(configured) == "bf16", "fp16": False}
+    if requested == "fp32":
         return {"bf16": False, "fp16": False}
     if torch.cuda.is_bf16_supported():
         return {"bf16": True, "fp16": False}
     return {"bf16": False, "fp16": True}
+
+
+def _training_threads(configured: int) -> int:
+    """``training.threads``, or on a CPU the probe's measured best thread count (0 leaves torch's default)."""
+    if configured or torch.cuda.is_available():
+        return configured
+    return probe().threads
 
 
 def checkpoint_dir_for(adapter_dir: Path) -> Path:
@@ -143,7 +161,7 @@ def train_adapter(
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
         train_sampling_strategy=batching.train_sampling_strategy,
-        **_precision_flags(),
+        **_precision_flags(tcfg.precision),
     )
     collator = batching.collator
     counter = _StepCounter()
@@ -160,7 +178,9 @@ def train_adapter(
     resume_from = get_last_checkpoint(str(checkpoints)) if resume and checkpoints.is_dir() else None
     if resume and resume_from is None:
         log.warning("--resume: no checkpoint in %s, training from the start", checkpoints)
-    output = trainer.train(resume_from_checkpoint=resume_from)
+    threads = _training_threads(tcfg.threads)
+    with torch_threads(threads) if threads else contextlib.nullcontext():
+        output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
     # The epoch-end evaluation already measured the final weights when training ended on an epoch boundary.
     logged = [e for e in trainer.state.log_history if "eval_loss" in e]
@@ -172,7 +192,8 @@ def train_adapter(
         eval_loss = trainer.evaluate()["eval_loss"]
 
     result = TrainResult(adapter_dir, trainable, total, output.training_loss, eval_loss, seconds, train_tokens,
-                         steps_run=counter.steps, resumed_from=Path(resume_from).name if resume_from else None)
+                         steps_run=counter.steps, resumed_from=Path(resume_from).name if resume_from else None,
+                         precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", threads=threads)
     save_adapter(peft_model, loaded, cfg, data_dir, adapter_dir, trainer.state.log_history, result)
     return result
 
@@ -244,6 +265,8 @@ def _result_summary(result: TrainResult) -> dict[str, Any]:
         "train_tokens": result.train_tokens,
         "tokens_per_second": round(result.train_tokens / max(result.seconds, 1e-9), 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "precision": result.precision,
+        "threads": result.threads,
         "steps_run": result.steps_run,
         "resumed_from": result.resumed_from,
     }
