@@ -24,6 +24,24 @@ ConfigOpt = Annotated[
     Path | None, typer.Option("--config", "-c", help="config.yaml to read (default: ./config.yaml if present)")
 ]
 PresetOpt = Annotated[str | None, typer.Option("--preset", help="a packaged preset layered on the config (demo)")]
+PrecisionOpt = Annotated[str | None, typer.Option(
+    "--precision", help="auto (a cached per-machine probe picks bf16 only where it measured faster) | fp32 | bf16")]
+
+
+@app.callback()
+def _global_options(precision: PrecisionOpt = None) -> None:
+    """`medlora --precision fp32|bf16|auto COMMAND` (e.g. before `serve`): the precision for the whole process."""
+    _apply_precision(precision)
+
+
+def _apply_precision(precision: str | None) -> None:
+    from medlora.models.precision import set_process_precision
+
+    try:
+        set_process_precision(precision)
+    except ValueError as err:
+        console.print(f"[bold red]error:[/] {err}")
+        raise typer.Exit(2) from None
 
 
 def _setup_logging(verbose: bool = False) -> None:
@@ -136,9 +154,11 @@ def train(
     max_length: Annotated[int | None, typer.Option()] = None,
     specialty: Annotated[str | None, typer.Option()] = None,
     resume: Annotated[bool, typer.Option("--resume", help="continue from the last checkpoint")] = False,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Train a LoRA adapter (defaults: the original note's recipe)."""
     _setup_logging()
+    _apply_precision(precision)
     from medlora.training.trainer import train_adapter
 
     cfg = _run(lambda: _config(config, preset, {

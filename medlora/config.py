@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -83,6 +83,16 @@ class TrainingConfig(_Strict):
     target_modules: list[str] | None = None
     # LoRA only on the top N layers (None = all): backprop then stops there, so a step costs about a third less.
     lora_top_layers: int | None = Field(None, ge=1)
+    # Without an explicit target_modules: qv (the note's q/v projections), attention (q, k, v, o) or
+    # all-linear (attention + MLP), named per architecture in medlora.models.architecture.
+    lora_targets: Literal["qv", "attention", "all-linear"] = "qv"
+    # auto: padding-free packing for decoder-only models (verified on two examples), else length-grouped;
+    # packed | grouped | padded force one (medlora.training.batching).
+    batching: Literal["auto", "packed", "grouped", "padded"] = "auto"
+    # auto: bf16 autocast only where the cached per-machine probe measured it faster (medlora.models.precision).
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    # torch threads for training; 0 = the probe's measured best for this machine.
+    threads: int = Field(0, ge=0)
     max_length: int = Field(512, ge=16)
     # Grounded (RAFT-style) training: this share of questions is shown with top_k_sources retrieved sources
     # and answered citing its own passage as [n]; of those, distractor_only_fraction see no own passage and

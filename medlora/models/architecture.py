@@ -27,6 +27,31 @@ _QUERY_VALUE_TARGETS: dict[str, list[str]] = {
 }
 _DEFAULT_TARGETS = ["q_proj", "v_proj"]  # Llama, Mistral, Qwen, Gemma, SmolLM, Phi, ...
 
+# The rest of the attention block (key and output projections) and the MLP, for the wider presets.
+_ATTENTION_EXTRA: dict[str, list[str]] = {
+    "t5": ["k", "o"], "mt5": ["k", "o"], "umt5": ["k", "o"], "longt5": ["k", "o"], "switch_transformers": ["k", "o"],
+    "bart": ["k_proj", "out_proj"],
+    "gpt2": ["c_proj"],  # GPT-2 reuses c_proj for the MLP output too: PEFT matches both
+    "gpt_neox": ["dense"], "bloom": ["dense"], "falcon": ["dense"],
+    "phi3": ["o_proj"],
+}
+_DEFAULT_ATTENTION_EXTRA = ["k_proj", "o_proj"]
+_MLP: dict[str, list[str]] = {
+    "t5": ["wi", "wi_0", "wi_1", "wo"], "mt5": ["wi_0", "wi_1", "wo"], "umt5": ["wi_0", "wi_1", "wo"],
+    "longt5": ["wi", "wi_0", "wi_1", "wo"], "switch_transformers": ["wi", "wo"],
+    "bart": ["fc1", "fc2"],
+    "gpt2": ["c_fc"],
+    "gpt_neox": ["dense_h_to_4h", "dense_4h_to_h"], "bloom": ["dense_h_to_4h", "dense_4h_to_h"],
+    "falcon": ["dense_h_to_4h", "dense_4h_to_h"],
+    "phi3": ["gate_up_proj", "down_proj"],
+    "llama": ["gate_proj", "up_proj", "down_proj"], "mistral": ["gate_proj", "up_proj", "down_proj"],
+    "qwen2": ["gate_proj", "up_proj", "down_proj"], "qwen3": ["gate_proj", "up_proj", "down_proj"],
+    "gemma": ["gate_proj", "up_proj", "down_proj"], "gemma2": ["gate_proj", "up_proj", "down_proj"],
+    "phi": ["fc1", "fc2"],
+}
+# ``training.lora_targets``: how much of each block gets a LoRA pair. qv is the original note's choice.
+LORA_TARGET_PRESETS: tuple[str, ...] = ("qv", "attention", "all-linear")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -35,6 +60,8 @@ class ModelSpec:
     model_type: str
     is_encoder_decoder: bool
     target_modules: tuple[str, ...]
+    # True when ``models.llm.target_modules`` named the modules: an explicit list beats any preset.
+    targets_explicit: bool = False
 
     @property
     def task_type(self) -> TaskType:
@@ -49,4 +76,25 @@ def describe_model(config: PretrainedConfig, target_modules: list[str] | None = 
         model_type=model_type,
         is_encoder_decoder=bool(getattr(config, "is_encoder_decoder", False)),
         target_modules=tuple(targets),
+        targets_explicit=bool(target_modules),
     )
+
+
+def preset_targets(model_type: str, preset: str) -> list[str] | str:
+    """The LoRA target names of ``preset`` for this architecture family.
+
+    An unknown family gets PEFT's own ``"all-linear"`` for that preset (every linear layer but the output
+    head), because guessing its MLP names could silently adapt nothing.
+    """
+    if preset not in LORA_TARGET_PRESETS:
+        raise ValueError(f"training.lora_targets: unknown preset {preset!r}; choose one of "
+                         f"{', '.join(LORA_TARGET_PRESETS)} (or list training.target_modules explicitly)")
+    query_value = _QUERY_VALUE_TARGETS.get(model_type, _DEFAULT_TARGETS)
+    if preset == "qv":
+        return list(query_value)
+    attention = list(query_value) + _ATTENTION_EXTRA.get(model_type, _DEFAULT_ATTENTION_EXTRA)
+    if preset == "attention":
+        return attention
+    if model_type not in _MLP:
+        return "all-linear"
+    return attention + _MLP[model_type]

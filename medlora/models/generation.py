@@ -28,6 +28,7 @@ from transformers import (
 )
 
 from medlora.models.architecture import ModelSpec
+from medlora.models.precision import autocast, resolve_precision
 from medlora.models.prompts import prompt_uses_special_tokens
 
 GREEDY_DECODING = {"do_sample": False, "num_beams": 1}
@@ -181,7 +182,7 @@ def generate_batch(
     if adapter_names is not None:
         kwargs["adapter_names"] = list(adapter_names)
     started = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(resolve_precision(), inputs["input_ids"].device):
         output = model.generate(**inputs, **kwargs)
     seconds = (time.perf_counter() - started) / len(prompts)
     new = output if spec.is_encoder_decoder else output[:, prompt_length:]

@@ -35,7 +35,7 @@ ADAPTER_MARKERS = ("medlora.json", "adapter_config.json")  # a directory holding
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Settings that change what a step computes; epochs, logging and saving cadence do not.
 _TRAINING_KEYS = ("batch_size", "gradient_accumulation_steps", "learning_rate", "warmup_ratio", "max_grad_norm",
-                  "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_top_layers", "max_length",
+                  "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_targets", "lora_top_layers", "max_length",
                   "grounded_fraction", "distractor_only_fraction", "top_k_sources", "max_train_samples", "seed")
 
 

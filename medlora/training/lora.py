@@ -5,7 +5,19 @@ from __future__ import annotations
 from peft import LoraConfig
 
 from medlora.config import TrainingConfig
-from medlora.models.architecture import ModelSpec
+from medlora.models.architecture import ModelSpec, preset_targets
+
+
+def lora_target_modules(training: TrainingConfig, spec: ModelSpec) -> list[str] | str:
+    """Which modules get LoRA pairs: an explicit list wins (training's, then the model's), else the preset.
+
+    ``qv`` without any explicit list keeps ``spec.target_modules`` (the note's query/value choice).
+    """
+    if training.target_modules:
+        return list(training.target_modules)
+    if spec.targets_explicit or training.lora_targets == "qv":
+        return list(spec.target_modules)
+    return preset_targets(spec.model_type, training.lora_targets)
 
 
 def top_layers(training: TrainingConfig, num_layers: int | None) -> list[int] | None:
@@ -27,6 +39,6 @@ def build_lora_config(training: TrainingConfig, spec: ModelSpec, num_layers: int
         r=training.lora_r,
         lora_alpha=training.lora_alpha,
         lora_dropout=training.lora_dropout,
-        target_modules=list(training.target_modules or spec.target_modules),
+        target_modules=lora_target_modules(training, spec),
         bias="none",
     )

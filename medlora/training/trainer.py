@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import time
@@ -11,16 +12,18 @@ from typing import Any
 
 import torch
 from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
-from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from medlora.config import MedloraConfig
 from medlora.data.prepare import load_manifest, load_split
 from medlora.fsutil import atomic_directory
 from medlora.models.loading import LoadedModel, load_from_config
+from medlora.models.precision import probe, requested_precision, resolve_precision, torch_threads
 from medlora.models.quantization import is_quantized
 from medlora.retrieval import configured_index, leakage_filter
+from medlora.training.batching import plan_batching
 from medlora.training.checkpoints import FingerprintCallback, clear_checkpoints, prepare_checkpoints, run_fingerprint
-from medlora.training.encoding import IGNORE_INDEX, Grounding, build_dataset
+from medlora.training.encoding import Grounding, build_dataset
 from medlora.training.lora import build_lora_config
 from medlora.training.model_card import write_metadata
 
@@ -38,38 +41,34 @@ class TrainResult:
     train_tokens: int
     steps_run: int = 0  # optimizer steps taken by this run (fewer than total when resumed)
     resumed_from: str | None = None
+    precision: str = "fp32"  # what the run trained in (bf16 = autocast)
+    threads: int = 0  # torch threads during training (0 = torch's default)
 
     @property
     def trainable_percent(self) -> float:
         return 100.0 * self.trainable_params / max(self.total_params, 1)
 
 
-def _precision_flags() -> dict[str, bool]:
-    """fp16/bf16 only on CUDA; on CPU always fp32 (no native bf16 here, it runs orders of magnitude slower)."""
+def _precision_flags(configured: str = "auto") -> dict[str, bool]:
+    """bf16 autocast where the per-machine probe measured it faster (or ``--precision bf16``), else fp32.
+
+    A CPU without native bf16 runs it hundreds of times slower, so CPUs train in fp32 unless measured otherwise;
+    CUDA keeps mixed precision (fp16 where bf16 is unsupported) unless fp32 is asked for.
+    """
+    requested = requested_precision(configured)
     if not torch.cuda.is_available():
+        return {"bf16": resolve_precision(configured) == "bf16", "fp16": False}
+    if requested == "fp32":
         return {"bf16": False, "fp16": False}
     if torch.cuda.is_bf16_supported():
         return {"bf16": True, "fp16": False}
     return {"bf16": False, "fp16": True}
 
 
-def grounding_of(tcfg: Any) -> Grounding:
-    return Grounding(tcfg.grounded_fraction, tcfg.distractor_only_fraction, tcfg.top_k_sources)
-
-
-def training_index(cfg: MedloraConfig, data_dir: str | Path) -> dict[str, Any]:
-    """The bot's source index with every validation and test disease masked out (``index``/``mask`` kwargs).
-
-    Grounded examples draw their distractors from it, so training never reads a held-out passage.
-    """
-    if cfg.training.grounded_fraction <= 0:
-        return {}
-    index = configured_index(cfg)
-    if index is None:
-        return {}
-    held_out = [r for split in ("validation", "test") if (Path(data_dir) / f"{split}.jsonl").is_file()
-                for r in load_split(data_dir, split)]
-    return {"index": index, "mask": index.mask(leakage_filter(held_out))}
+from medlora.retrieval import configured_index, leakage_filter
+from medlora.training.batching import plan_batching
+from medlora.training.checkpoints import FingerprintCallback, clear_checkpoints, prepare_checkpoints, run_fingerprint
+from medlora.training.encoding import Grounding, build_dataset
 
 
 def checkpoint_dir_for(adapter_dir: Path) -> Path:
@@ -143,6 +142,9 @@ def train_adapter(
                              **training_index(cfg, data_dir))
     val_ds = build_dataset(val_records, tokenizer, spec, tcfg.max_length) if val_records else None
     train_tokens = int(sum(len(ids) for ids in train_ds["input_ids"]) * tcfg.epochs)
+    batching = plan_batching(tcfg.batching, spec, tokenizer, peft_model,
+                             [train_ds[i] for i in range(min(2, len(train_ds)))])
+    log.info("batching: %s (%s)", batching.strategy, batching.reason)
 
     args = TrainingArguments(
         output_dir=str(checkpoints),
@@ -163,14 +165,14 @@ def train_adapter(
         report_to=[],
         seed=tcfg.seed,
         data_seed=tcfg.seed,
-        train_sampling_strategy="group_by_length",  # batches of similar length: little padding to compute
         label_names=["labels"],
         remove_unused_columns=False,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
-        **_precision_flags(),
+        train_sampling_strategy=batching.train_sampling_strategy,
+        **_precision_flags(tcfg.precision),
     )
-    collator = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    collator = batching.collator
     counter = _StepCounter()
     trainer = Trainer(
         callbacks=[counter, FingerprintCallback(fingerprint)],
@@ -182,7 +184,9 @@ def train_adapter(
         processing_class=tokenizer,
     )
     started = time.perf_counter()
-    output = trainer.train(resume_from_checkpoint=resume_from)
+    threads = _training_threads(tcfg.threads)
+    with torch_threads(threads) if threads else contextlib.nullcontext():
+        output = trainer.train(resume_from_checkpoint=resume_from)
     seconds = time.perf_counter() - started
     # The epoch-end evaluation already measured the final weights when training ended on an epoch boundary.
     logged = [e for e in trainer.state.log_history if "eval_loss" in e]
@@ -194,7 +198,8 @@ def train_adapter(
         eval_loss = trainer.evaluate()["eval_loss"]
 
     result = TrainResult(adapter_dir, trainable, total, output.training_loss, eval_loss, seconds, train_tokens,
-                         steps_run=counter.steps, resumed_from=Path(resume_from).name if resume_from else None)
+                         steps_run=counter.steps, resumed_from=Path(resume_from).name if resume_from else None,
+                         precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", threads=threads)
     save_adapter(peft_model, loaded, cfg, data_dir, adapter_dir, trainer.state.log_history, result)
     clear_checkpoints(checkpoints)  # the adapter is saved: these must not seed a later --resume
     return result
@@ -238,7 +243,8 @@ def save_adapter(
             },
             "hyperparameters": {
                 "r": tcfg.lora_r, "lora_alpha": tcfg.lora_alpha, "lora_dropout": tcfg.lora_dropout,
-                "target_modules": ",".join(tcfg.target_modules or loaded.spec.target_modules),
+                "target_modules": _target_modules(peft_model),
+                "lora_targets": tcfg.lora_targets, "batching": tcfg.batching,
                 "epochs": tcfg.epochs, "batch_size": tcfg.batch_size,
                 "gradient_accumulation_steps": tcfg.gradient_accumulation_steps,
                 "learning_rate": tcfg.learning_rate, "warmup_ratio": tcfg.warmup_ratio,
@@ -253,6 +259,12 @@ def save_adapter(
         write_metadata(staging, metadata)
 
 
+def _target_modules(peft_model: PeftModel) -> str:
+    """The module names PEFT actually adapted (a preset or ``all-linear`` resolves only at wrap time)."""
+    targets = peft_model.peft_config["default"].target_modules
+    return targets if isinstance(targets, str) else ",".join(sorted(targets))
+
+
 def _result_summary(result: TrainResult) -> dict[str, Any]:
     return {
         "train_loss": round(result.train_loss, 4) if result.train_loss is not None else None,
@@ -261,6 +273,8 @@ def _result_summary(result: TrainResult) -> dict[str, Any]:
         "train_tokens": result.train_tokens,
         "tokens_per_second": round(result.train_tokens / max(result.seconds, 1e-9), 1),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "precision": result.precision,
+        "threads": result.threads,
         "steps_run": result.steps_run,
         "resumed_from": result.resumed_from,
     }
