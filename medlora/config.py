@@ -108,7 +108,8 @@ class EvaluationConfig(_Strict):
     max_samples: int | None = Field(None, ge=1)
     metrics: list[str] = Field(default_factory=lambda: [
         "bleu", "rouge_l", "terminology_recall", "terminology_precision", "diagnostic_accuracy_mc",
-        "diagnostic_accuracy_free", "citation_relevance", "citation_coverage", "citations_invented"])
+        "diagnostic_accuracy_free", "citation_relevance", "citation_coverage", "citations_invented",
+        "language_match", "language_match_en", "language_match_fr"])
     output_dir: str = "reports/{specialty}"
     gate: GateConfig = Field(default_factory=GateConfig)
     seed: int = 42

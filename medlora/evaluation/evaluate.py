@@ -196,18 +196,12 @@ def _cache_dir(cfg: MedloraConfig) -> Path:
 def default_index(cfg: MedloraConfig) -> Any | None:
     """The citation index (MedQuAD + abstracts + built-in topics), from the cache when unchanged; None when
     there is nothing to index."""
-    from medlora.data.prepare import builtin_dataset_path
+    from medlora.data.specialties import english_builtin_specialties
     from medlora.service.retrieval import load_or_build_default_index
 
     medquad = _data_path(cfg.evaluation.medquad_dir, "medquad")
     abstracts = _data_path(cfg.evaluation.abstracts_csv, "abstracts")
-    builtins = []
-    for name in ("dermatology", "cardiology"):
-        try:
-            builtin_dataset_path(name)
-            builtins.append(name)
-        except MedloraError:
-            pass
+    builtins = english_builtin_specialties()  # the package's specialty registry, not a hand-kept list
     medquad = medquad if medquad is not None and medquad.is_dir() else None
     abstracts = abstracts if abstracts is not None and abstracts.is_file() else None
     if medquad is None and abstracts is None and not builtins:

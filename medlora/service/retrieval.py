@@ -19,6 +19,7 @@ import bm25s
 
 from medlora.data.records import QARecord, snippet
 from medlora.fsutil import atomic_directory
+from medlora.service.translate import expand_query
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,12 @@ class SourceIndex:
         return cls(sources=[source for source, _ in documents], retriever=retriever)
 
     def search(self, query: str, k: int = 3) -> list[Retrieved]:
+        if k <= 0 or not query.strip():
+            return []
+        return self.search_untranslated(expand_query(query), k)  # a French question also searches in English
+
+    def search_untranslated(self, query: str, k: int = 3) -> list[Retrieved]:
+        """BM25 search of ``query`` as given (no cross-language expansion)."""
         if k <= 0 or not query.strip():
             return []
         query_tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
@@ -162,7 +169,10 @@ def load_or_build_default_index(
     builtin_specialties: Sequence[str] = ("dermatology", "cardiology"),
 ) -> SourceIndex:
     """The default index, from the cache when its inputs have not changed."""
+    from medlora.data.prepare import builtin_dataset_path
+
     inputs = [p for p in (medquad_dir, abstracts_csv) if p is not None and p.exists()]
+    inputs += [builtin_dataset_path(name) for name in builtin_specialties]  # an edited set rebuilds the index
     key = _fingerprint(inputs) + "-" + "-".join(builtin_specialties)
     directory = cache_dir / "indexes" / key
     if (directory / "sources.jsonl").is_file():

@@ -9,6 +9,7 @@ from __future__ import annotations
 from medlora.evaluation.metrics import (
     citations,  # noqa: F401  (citation_relevance, citation_coverage, ...)
     diagnostic,  # noqa: F401  (diagnostic_accuracy_mc, diagnostic_accuracy_free)
+    language,  # noqa: F401  (language_match, language_match_en, language_match_fr)
     terminology,  # noqa: F401  (terminology_recall, terminology_precision)
     text_overlap,  # noqa: F401  (registers bleu, rouge_l)
 )
@@ -17,6 +18,7 @@ from medlora.evaluation.metrics.base import METRICS, EvalSample, Metric, get_met
 ALL_METRICS = [
     "bleu", "rouge_l", "terminology_recall", "terminology_precision", "diagnostic_accuracy_mc",
     "diagnostic_accuracy_free", "citation_relevance", "citation_coverage", "citations_invented",
+    "language_match", "language_match_en", "language_match_fr",
 ]
 
 __all__ = ["ALL_METRICS", "METRICS", "EvalSample", "Metric", "get_metric", "mean_or_none", "register"]
