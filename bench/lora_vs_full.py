@@ -74,7 +74,7 @@ def _val_loss(model, rows: list[dict], pad_id: int) -> float:
     return sum(losses) / len(losses)
 
 
-def run_mode(mode: str, steps: int, max_length: int, batch: int, seed: int, out: Path) -> dict:
+def run_mode(mode: str, steps: int, max_length: int, batch: int, seed: int, out: Path, base: str = BASE) -> dict:
     """Train one mode in this process and return its measurements."""
     import torch
     from peft import get_peft_model
@@ -89,7 +89,7 @@ def run_mode(mode: str, steps: int, max_length: int, batch: int, seed: int, out:
 
     torch.manual_seed(seed)
     random.seed(seed)
-    loaded = load_base_model(BASE)
+    loaded = load_base_model(base)
     tok, spec = loaded.tokenizer, loaded.spec
     records = list(iter_json_pairs(builtin_dataset_path("dermatology")))
     splits = split_by_group(records, 0.1, 0.0, seed)
@@ -147,13 +147,15 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--base", default=BASE, help="base model (default: the embedded SmolLM2-135M)")
     parser.add_argument("--mode", choices=["lora", "full"], help=argparse.SUPPRESS)  # child process
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(RESULTS / "lora_vs_full.json"))
     args = parser.parse_args()
 
     if args.mode:
-        result = run_mode(args.mode, args.steps, args.max_length, args.batch, args.seed, Path(args.workdir))
+        result = run_mode(args.mode, args.steps, args.max_length, args.batch, args.seed, Path(args.workdir),
+                          args.base)
         print("RESULT " + json.dumps(result))
         return
 
@@ -161,7 +163,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for mode in ("lora", "full"):
             cmd = [sys.executable, __file__, "--mode", mode, "--workdir", work, "--steps", str(args.steps),
-                   "--max-length", str(args.max_length), "--batch", str(args.batch), "--seed", str(args.seed)]
+                   "--max-length", str(args.max_length), "--batch", str(args.batch), "--seed", str(args.seed),
+                   "--base", args.base]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             if done.returncode or not lines:
@@ -182,7 +185,7 @@ def main() -> None:
     report = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
-        "base": BASE, "data": "built-in dermatology set, split by focus (validation 10 %)",
+        "base": args.base, "data": "built-in dermatology set, split by focus (validation 10 %)",
         "modes": modes, "summary": summary,
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
