@@ -30,7 +30,7 @@ demo: install
 	$(BIN)/medlora demo
 
 demo-multi: install
-	$(BIN)/medlora demo --specialties dermatology,cardiology
+	$(BIN)/medlora demo --specialties dermatology,cardiology,radiology
 
 test: install browser
 	$(BIN)/python -m pytest -q

@@ -98,12 +98,15 @@ def _run(fn: Any) -> Any:
 def prepare(
     config: ConfigOpt = None,
     preset: PresetOpt = None,
-    specialty: Annotated[str | None, typer.Option(help="dermatology, cardiology, or a .txt term list")] = None,
+    specialty: Annotated[str | None, typer.Option(
+        help="dermatology, cardiology, radiology, a language variant (dermatology-fr) or a .txt term list")] = None,
     source: Annotated[list[str] | None, typer.Option(help="builtin | medquad:DIR | abstracts:CSV | hub:ID | file.jsonl")] = None,
     output_dir: Annotated[Path | None, typer.Option(help="where the splits and manifest.json go")] = None,
     max_records: Annotated[int | None, typer.Option(help="keep a seeded sample of at most this many")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
     skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="count malformed records instead of failing")] = False,
+    language: Annotated[str | None, typer.Option(
+        help="en or fr: the built-in set written in that language (same as --specialty <name>-fr)")] = None,
 ) -> None:
     """Build train/validation/test JSONL for a specialty from the configured sources."""
     _setup_logging()
@@ -112,6 +115,13 @@ def prepare(
     cfg = _run(lambda: _config(config, preset, {
         "data.specialty": specialty, "data.sources": source or None, "data.max_records": max_records,
         "data.seed": seed, "data.skip_invalid": skip_invalid or None}))
+    if language:
+        from medlora.data.specialties import SUPPORTED_LANGUAGES, variant_name
+
+        if language not in SUPPORTED_LANGUAGES:
+            console.print(f"[bold red]error:[/] --language {language}: use one of {', '.join(SUPPORTED_LANGUAGES)}")
+            raise typer.Exit(2)
+        cfg = cfg.with_overrides({"data.specialty": variant_name(cfg.data.specialty, language)})
     data_dir = output_dir or _paths(cfg)[0]
     report = _run(lambda: prepare_dataset(cfg.data, output_dir=data_dir))
     _print_prepare_report(report)
@@ -310,6 +320,10 @@ def run_subcommand(name: str, argv: list[str] | None = None) -> None:
 from medlora.service_commands import register as _register_service_commands  # noqa: E402
 
 _register_service_commands(app)
+
+from medlora.data_commands import register as _register_data_commands  # noqa: E402
+
+_register_data_commands(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()

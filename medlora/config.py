@@ -58,7 +58,7 @@ class DataConfig(_Strict):
     sources: list[str] = Field(default_factory=lambda: ["builtin", "medquad:auto"])
     output_dir: str = "data/processed/{specialty}"
     validation_fraction: float = Field(0.1, ge=0.0, lt=0.5)
-    test_fraction: float = Field(0.15, ge=0.0, lt=0.5)
+    test_fraction: float = Field(0.3, ge=0.0, lt=0.5)
     seed: int = 42
     min_question_chars: int = Field(8, ge=1)
     min_answer_chars: int = Field(20, ge=1)
@@ -133,7 +133,8 @@ class EvaluationConfig(_Strict):
     metrics: list[str] = Field(default_factory=lambda: [
         "bleu", "rouge_l", "terminology_recall", "terminology_precision", "inheritance_accuracy",
         "key_fact_recall", "looping_answers", "diagnostic_accuracy_mc", "diagnostic_accuracy_free",
-        "citation_relevance", "citation_coverage", "citations_invented"])
+        "citation_relevance", "citation_coverage", "citations_invented", "language_match", "language_match_en",
+        "language_match_fr"])
     # closed = no sources; open = sources from the index minus the evaluated split's documents;
     # kb = the full index, as the bot runs (optional). See medlora/evaluation/context.py.
     modes: list[str] = Field(default_factory=lambda: ["closed", "open"])

@@ -134,7 +134,7 @@ def _config(model_dir, qa_jsonl, tmp_path, **overrides) -> MedloraConfig:
         "models.llm.name": str(model_dir), "data.specialty": str(terms), "data.sources": [str(qa_jsonl)],
         "training.epochs": 1, "training.batch_size": 4, "training.gradient_accumulation_steps": 1,
         "training.max_length": 64, "training.save_steps": 50, "training.lora_dropout": 0.0,
-        "training.cited_fraction": 0.0, **overrides,
+        "training.grounded_fraction": 0.0, **overrides,
     })
 
 

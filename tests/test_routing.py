@@ -52,7 +52,7 @@ def test_base_label_is_never_an_adapter_and_single_class_routes_to_it():
 def test_routing_accuracy_dermatology_vs_cardiology():
     """Held-out by disease focus (seeded): questions about diseases the router never saw."""
     report = routing_accuracy(("dermatology", "cardiology"), test_fraction=0.3, seed=0, threshold=0.6)
-    assert report.test_questions["dermatology"] >= 30 and report.test_questions["cardiology"] >= 30
+    assert report.test_questions["dermatology"] >= 20 and report.test_questions["cardiology"] >= 20
     assert report.accuracy["dermatology"] > 0.8, report
     assert report.accuracy["cardiology"] > 0.8, report
     assert report.overall > 0.85, report

@@ -11,6 +11,9 @@ Source specs (``data.sources`` in config.yaml, or ``--source`` flags):
 
 Specialty filtering applies to the general corpora (MedQuAD, abstracts, hub); a JSON file or the built-in set
 is taken as already belonging to the specialty.
+
+A language variant (``--specialty dermatology-fr``, or ``--language fr``) reads the built-in set written in that
+language; the English general corpora are skipped for it with a note, so a French adapter learns French.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import random
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,7 @@ from medlora.data.records import QARecord, clean_answer, clean_text
 from medlora.data.sources import abstracts as abstracts_source
 from medlora.data.sources import medquad as medquad_source
 from medlora.data.sources.json_pairs import iter_json_pairs
-from medlora.data.specialties import Specialty
+from medlora.data.specialties import DEFAULT_LANGUAGE, Specialty, builtin_set_metadata, builtin_sets
 from medlora.data.splits import split_by_group
 from medlora.errors import DataFormatError, MedloraError
 from medlora.fsutil import atomic_directory
@@ -56,6 +58,7 @@ class SourceReport:
 class PrepareReport:
     specialty: str
     output_dir: Path
+    language: str = DEFAULT_LANGUAGE
     sources: list[SourceReport] = field(default_factory=list)
     term_counts: Counter = field(default_factory=Counter)
     dropped: Counter = field(default_factory=Counter)
@@ -66,10 +69,24 @@ class PrepareReport:
 
 
 def builtin_dataset_path(specialty: str) -> Path:
-    path = resources.files("medlora.data") / "builtin" / f"{specialty}_qa.jsonl"
-    if not path.is_file():
-        raise MedloraError(f"no built-in QA set for specialty '{specialty}'; give a JSON/JSONL file as a source")
-    return Path(str(path))
+    """The packaged team-written set of a specialty or language variant (``dermatology-fr``)."""
+    path = builtin_sets().get(specialty)
+    if path is None:
+        known = ", ".join(builtin_sets())
+        raise MedloraError(f"no built-in QA set for specialty '{specialty}' (built-in sets: {known}); "
+                           "give a JSON/JSONL file as a source")
+    return path
+
+
+def _builtin_note(name: str) -> str:
+    """What the sidecar says about a built-in set, for the prepare report and the manifest."""
+    meta = builtin_set_metadata(name)
+    parts = []
+    if meta.get("reviewed"):
+        parts.append(f"reviewed {meta['reviewed']}")
+    if meta.get("disclaimer"):
+        parts.append("educational material, not medical advice")
+    return "; ".join(parts)
 
 
 SOURCE_KINDS = ("builtin", "json", "medquad", "abstracts", "hub")
@@ -103,10 +120,18 @@ def _collect(
     kind, arg = parse_source_spec(spec)
     records: list[QARecord] = []
 
+    if kind in ("medquad", "abstracts", "hub") and specialty.language != DEFAULT_LANGUAGE:
+        src = SourceReport(spec, "", "")
+        src.note = f"English corpus; not used for the '{specialty.language}' variant {specialty.name}"
+        report.sources.append(src)
+        return []
     if kind == "builtin":
         path = builtin_dataset_path(specialty.name)
         records = list(iter_json_pairs(path, source=f"builtin/{specialty.name}", license=BUILTIN_LICENSE, errors=errors))
-        src = SourceReport(spec, f"medlora/data/builtin/{path.name}", BUILTIN_LICENSE)
+        src = SourceReport(spec, f"medlora/data/builtin/{path.name}", BUILTIN_LICENSE, note=_builtin_note(specialty.name))
+        language = builtin_set_metadata(specialty.name).get("language", specialty.language)
+        for record in records:  # the language-match metric reads it instead of guessing from the question
+            record.metadata.setdefault("language", language)
     elif kind == "json":
         path = Path(arg)
         records = list(iter_json_pairs(path, errors=errors))
@@ -115,7 +140,7 @@ def _collect(
         directory = _locate(arg, medquad_source.default_medquad_dir(repo_root), "MedQuAD directory", "MEDQUAD_DIR")
         src = SourceReport(spec, str(directory or ""), medquad_source.LICENSE, attribution=medquad_source.ATTRIBUTION)
         if directory is None:
-            src.note = "not found (set MEDQUAD_DIR); skipped"
+            src.note = "not found: run `medlora data download medquad` (or set MEDQUAD_DIR); skipped"
             report.sources.append(src)
             return []
         stats = medquad_source.MedquadStats()
@@ -137,7 +162,7 @@ def _collect(
         src = SourceReport(spec, str(csv_path or ""), abstracts_source.LICENSE,
                            attribution=abstracts_source.ATTRIBUTION)
         if csv_path is None:
-            src.note = "not found (set MEDICAL_ABSTRACTS_CSV); skipped"
+            src.note = "not found: run `medlora data download abstracts` (or set MEDICAL_ABSTRACTS_CSV); skipped"
             report.sources.append(src)
             return []
         records = list(abstracts_source.abstract_records(
@@ -212,7 +237,7 @@ def prepare_dataset(cfg: DataConfig, repo_root: str | Path | None = None, output
     repo_root = Path(repo_root or Path.cwd())
     specialty = Specialty.load(cfg.specialty)
     out = Path(output_dir or cfg.output_dir.format(specialty=specialty.name))
-    report = PrepareReport(specialty=specialty.name, output_dir=out)
+    report = PrepareReport(specialty=specialty.name, output_dir=out, language=specialty.language)
     own_progress = progress is None
     progress = progress or Progress(transient=True)
     with progress if own_progress else nullcontext():
@@ -251,6 +276,7 @@ def _write_atomically(out: Path, splits: dict[str, list[QARecord]], report: Prep
 def build_manifest(report: PrepareReport, cfg: DataConfig, hashes: dict[str, str]) -> dict[str, Any]:
     return {
         "specialty": report.specialty,
+        "language": report.language,
         "sources": [vars(s) for s in report.sources],
         "filters": {
             "min_question_chars": cfg.min_question_chars,

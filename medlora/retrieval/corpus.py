@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
-from importlib import resources
 from pathlib import Path
 
 from medlora.config import MedloraConfig
@@ -22,6 +21,8 @@ from medlora.data.records import QARecord, clean_answer, clean_text, normalise, 
 from medlora.data.sources import abstracts as abstracts_source
 from medlora.data.sources import medquad as medquad_source
 from medlora.data.sources.json_pairs import iter_json_pairs
+from medlora.data.specialties import builtin_sets as registered_sets
+from medlora.data.specialties import english_builtin_specialties
 from medlora.models.embedded import default_cache_dir
 from medlora.retrieval.index import INDEX_FORMAT, Source, SourceFilter, SourceIndex
 
@@ -85,9 +86,9 @@ def leakage_filter(records: Iterable[QARecord]) -> SourceFilter:
 
 
 def builtin_sets() -> list[tuple[str, Path]]:
-    """Every team-written QA set shipped in the package, as ``(specialty, path)``."""
-    folder = Path(str(resources.files("medlora") / "data" / "builtin"))
-    return [(path.name.removesuffix("_qa.jsonl"), path) for path in sorted(folder.glob("*_qa.jsonl"))]
+    """The English team-written QA sets shipped in the package (the specialty registry), ``(specialty, path)``."""
+    sets = registered_sets()
+    return [(name, Path(str(sets[name]))) for name in english_builtin_specialties()]
 
 
 def collect_default_documents(medquad_dir: Path | None, abstracts_csv: Path | None) -> list[tuple[Source, str]]:

@@ -17,6 +17,7 @@ import bm25s
 import numpy as np
 
 from medlora.fsutil import atomic_directory
+from medlora.retrieval.translate import expand_query
 
 INDEX_FORMAT = 2  # bump when what a Source holds or how passages are cut changes (invalidates caches)
 
@@ -68,9 +69,12 @@ class SourceIndex:
             return None
         return np.array([0.0 if exclude(s) else 1.0 for s in self.sources], dtype=np.float32)
 
-    def search(self, query: str, k: int = 3, *, mask: np.ndarray | None = None) -> list[Retrieved]:
+    def search(self, query: str, k: int = 3, *, mask: np.ndarray | None = None, expand: bool = True) -> list[Retrieved]:
+        """The ``k`` best passages; ``expand`` adds a French question's English terms (cross-language search)."""
         if k <= 0 or not query.strip():
             return []
+        if expand:
+            query = expand_query(query)
         query_tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
         if not query_tokens[0]:
             return []

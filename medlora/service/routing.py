@@ -8,6 +8,10 @@ no adapter was trained for. Word n-grams catch clinical terms; character n-grams
 
 Questions of built-in specialties that have no loaded adapter become a ``base`` class, so with a single adapter
 the router still learns what is *not* its specialty.
+
+Language variants: a specialty's built-in sets in other languages (``dermatology-fr``) teach its adapter's class
+too, so a French dermatology question reaches the dermatology adapter — unless an adapter trained for the
+variant itself is loaded, which then gets those questions instead.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from medlora.data.records import QARecord
+from medlora.data.specialties import builtin_sets, english_builtin_specialties, language_variants, split_variant
 from medlora.errors import MedloraError
 
 log = logging.getLogger(__name__)
@@ -96,19 +101,17 @@ class SpecialtyRouter:
 
 
 def builtin_specialties() -> list[str]:
-    """Specialties that ship a built-in QA set (``medlora/data/builtin/<name>_qa.jsonl``)."""
-    folder = resources.files("medlora.data") / "builtin"
-    if not folder.is_dir():
-        return []
-    return sorted(p.name.removesuffix("_qa.jsonl") for p in folder.iterdir() if p.name.endswith("_qa.jsonl"))
+    """Specialties that ship an English built-in QA set (``medlora/data/builtin/<name>_qa.jsonl``), from the
+    package's specialty registry."""
+    return english_builtin_specialties()
 
 
 def builtin_records(specialty: str) -> list[QARecord]:
-    """The built-in QA set of ``specialty``, or ``[]`` when there is none."""
+    """The built-in QA set of ``specialty`` or of a language variant (``dermatology-fr``), or ``[]``."""
     from medlora.data.prepare import BUILTIN_LICENSE, builtin_dataset_path
     from medlora.data.sources.json_pairs import iter_json_pairs
 
-    if specialty not in builtin_specialties():
+    if specialty not in builtin_sets():
         return []
     return list(iter_json_pairs(builtin_dataset_path(specialty), source=f"builtin/{specialty}",
                                 license=BUILTIN_LICENSE))
@@ -123,6 +126,7 @@ def specialty_vocabulary(specialty: str) -> list[str]:
     from medlora.data.specialties import read_term_file
 
     data = resources.files("medlora.data")
+    specialty = split_variant(specialty)[0]
     terms: list[str] = []
     for file in (data / "specialties" / f"{specialty}.txt", data / "lexicons" / f"{specialty}_lexicon.txt"):
         if file.is_file():
@@ -130,12 +134,13 @@ def specialty_vocabulary(specialty: str) -> list[str]:
     return terms
 
 
-def training_questions(specialty: str, prepared_dir: Path | None = None) -> list[str]:
+def training_questions(specialty: str, prepared_dir: Path | None = None, *, with_variants: bool = True) -> list[str]:
     """What the router learns a specialty from: the adapter's training questions (built-in set and prepared
-    train split) plus the specialty's vocabulary."""
+    train split), the specialty's vocabulary, and (``with_variants``) its built-in sets in other languages."""
     from medlora.data.prepare import load_split
 
-    questions = [r.question for r in builtin_records(specialty)] + specialty_vocabulary(specialty)
+    names = [specialty, *(language_variants(specialty) if with_variants else [])]
+    questions = [r.question for name in names for r in builtin_records(name)] + specialty_vocabulary(specialty)
     if prepared_dir is not None and (prepared_dir / "train.jsonl").is_file():
         try:
             questions += [r.question for r in load_split(prepared_dir, "train")]
@@ -159,16 +164,20 @@ def build_router(
     questions: list[str] = []
     labels: list[str] = []
     covered: set[str] = set()
+    adapters = list(adapters)
+    served = {specialty for _, specialty in adapters}
     for name, specialty in adapters:
         prepared = Path(prepared_dir_template.format(specialty=specialty)) if prepared_dir_template else None
-        found = training_questions(specialty, prepared)
+        # A variant with its own adapter keeps its questions; otherwise they teach the base specialty's class.
+        with_variants = not (set(language_variants(specialty)) & served)
+        found = training_questions(specialty, prepared, with_variants=with_variants)
         if not found:
             log.info("router: no training questions for adapter %s (specialty %s); auto never picks it",
                      name, specialty)
             continue
         questions += found
         labels += [name] * len(found)
-        covered.add(specialty)
+        covered.add(split_variant(specialty)[0])
     if not questions:
         return None
     for specialty in builtin_specialties():
@@ -191,7 +200,7 @@ class RoutingReport:
 
 
 def routing_accuracy(
-    specialties: Sequence[str] = ("dermatology", "cardiology"),
+    specialties: Sequence[str] | None = None,
     *,
     test_fraction: float = 0.3,
     seed: int = 0,
@@ -203,9 +212,12 @@ def routing_accuracy(
     The split is by disease focus (``split_by_group``), as for the adapters: a test question asks about a
     disease the router never saw, which is what a real user does. The specialty vocabulary is used as in
     :func:`build_router`. ``records`` replaces the built-in sets (and then no vocabulary is added).
+    ``specialties`` defaults to every specialty with an English built-in set.
     """
     from medlora.data.splits import split_by_group
 
+    if specialties is None:
+        specialties = list(records) if records is not None else builtin_specialties()
     train_q: list[str] = []
     train_l: list[str] = []
     held_out: dict[str, list[str]] = {}

@@ -65,10 +65,30 @@ def _precision_flags(configured: str = "auto") -> dict[str, bool]:
     return {"bf16": False, "fp16": True}
 
 
-from medlora.retrieval import configured_index, leakage_filter
-from medlora.training.batching import plan_batching
-from medlora.training.checkpoints import FingerprintCallback, clear_checkpoints, prepare_checkpoints, run_fingerprint
-from medlora.training.encoding import Grounding, build_dataset
+def grounding_of(tcfg: Any) -> Grounding:
+    return Grounding(tcfg.grounded_fraction, tcfg.distractor_only_fraction, tcfg.top_k_sources)
+
+
+def training_index(cfg: MedloraConfig, data_dir: str | Path) -> dict[str, Any]:
+    """The bot's source index with every validation and test disease masked out (``index``/``mask`` kwargs).
+
+    Grounded examples draw their distractors from it, so training never reads a held-out passage.
+    """
+    if cfg.training.grounded_fraction <= 0:
+        return {}
+    index = configured_index(cfg)
+    if index is None:
+        return {}
+    held_out = [r for split in ("validation", "test") if (Path(data_dir) / f"{split}.jsonl").is_file()
+                for r in load_split(data_dir, split)]
+    return {"index": index, "mask": index.mask(leakage_filter(held_out))}
+
+
+def _training_threads(configured: int) -> int:
+    """``training.threads``, or on a CPU the probe's measured best thread count (0 leaves torch's default)."""
+    if configured or torch.cuda.is_available():
+        return configured
+    return probe().threads
 
 
 def checkpoint_dir_for(adapter_dir: Path) -> Path:

@@ -50,7 +50,11 @@ def default_abstracts_csv(repo_root: str | Path | None = None) -> Path | None:
         return Path(env)
     root = Path(repo_root) if repo_root else Path.cwd()
     candidate = root.parent / "shared" / "data" / "medical_abstracts" / "medical_tc_test.csv"
-    return candidate if candidate.is_file() else None
+    if candidate.is_file():
+        return candidate
+    from medlora.data.download import downloaded_abstracts_csv  # `medlora data download abstracts`
+
+    return downloaded_abstracts_csv()
 
 
 def _labels(csv_path: Path) -> dict[int, str]:

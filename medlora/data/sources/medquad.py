@@ -51,13 +51,18 @@ class MedquadStats:
 
 
 def default_medquad_dir(repo_root: str | Path | None = None) -> Path | None:
-    """``$MEDQUAD_DIR``, else ``../shared/data/medquad`` beside the repository, else ``None``."""
+    """``$MEDQUAD_DIR``, else ``../shared/data/medquad`` beside the repository, else the copy
+    ``medlora data download medquad`` wrote, else ``None``."""
     env = os.environ.get("MEDQUAD_DIR")
     if env:
         return Path(env)
     root = Path(repo_root) if repo_root else Path.cwd()
     candidate = root.parent / "shared" / "data" / "medquad"
-    return candidate if candidate.is_dir() else None
+    if candidate.is_dir():
+        return candidate
+    from medlora.data.download import downloaded_medquad_dir
+
+    return downloaded_medquad_dir()
 
 
 def _text(element: ET.Element | None) -> str:

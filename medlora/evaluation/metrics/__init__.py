@@ -11,6 +11,7 @@ from medlora.evaluation.metrics import (
     diagnostic,  # noqa: F401  (diagnostic_accuracy_mc, diagnostic_accuracy_free)
     facts,  # noqa: F401  (inheritance_accuracy, key_fact_recall)
     loops,  # noqa: F401  (looping_answers)
+    language,  # noqa: F401  (language_match, language_match_en, language_match_fr)
     terminology,  # noqa: F401  (terminology_recall, terminology_precision)
     text_overlap,  # noqa: F401  (registers bleu, rouge_l)
 )
@@ -19,7 +20,7 @@ from medlora.evaluation.metrics.base import METRICS, EvalSample, Metric, get_met
 ALL_METRICS = [
     "bleu", "rouge_l", "terminology_recall", "terminology_precision", "inheritance_accuracy", "key_fact_recall",
     "looping_answers", "diagnostic_accuracy_mc", "diagnostic_accuracy_free", "citation_relevance",
-    "citation_coverage", "citations_invented",
+    "citation_coverage", "citations_invented", "language_match", "language_match_en", "language_match_fr",
 ]
 
 __all__ = ["ALL_METRICS", "METRICS", "EvalSample", "Metric", "get_metric", "mean_or_none", "register"]

@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""LoRA vs full fine-tuning on the embedded SmolLM2-135M: same data, steps, seed and learning-rate schedule.
+
+The original note claims LoRA cuts trainable parameters, memory and storage by large factors. This measures
+it instead of quoting it. Each mode runs in its own child process so its peak RSS (and peak VRAM on CUDA) is
+its own:
+
+- trained parameters, wall time of the training steps, peak RSS / VRAM;
+- validation loss before and after (the same held-out built-in questions for both modes);
+- saved size: the LoRA adapter (``save_pretrained`` of the PEFT model) vs the full model (safetensors);
+- "several specialties from one base": 3 adapters + 1 base vs 3 full models, from the measured sizes.
+
+Both modes use AdamW with the same steps, batch and seed; the learning rate differs by design (LoRA's usual
+1e-3 for the demo preset, 5e-5 for full fine-tuning — 1e-3 on all weights diverges), and is printed.
+
+Usage: ``python bench/lora_vs_full.py [--steps 24] [--max-length 128] [--batch 4]`` → ``bench/results/lora_vs_full.json``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+BASE = "embedded:smollm2-135m-instruct"
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _batches(rows: list[dict], batch: int, steps: int, seed: int, pad_id: int):
+    import torch
+
+    rng = random.Random(seed)
+    order: list[int] = []
+    while len(order) < steps * batch:
+        chunk = list(range(len(rows)))
+        rng.shuffle(chunk)
+        order += chunk
+    for step in range(steps):
+        yield _collate([rows[i] for i in order[step * batch:(step + 1) * batch]], pad_id, torch)
+
+
+def _collate(items: list[dict], pad_id: int, torch):
+    width = max(len(r["input_ids"]) for r in items)
+
+    def pad(key, value):
+        return torch.tensor([r[key] + [value] * (width - len(r[key])) for r in items])
+
+    return {"input_ids": pad("input_ids", pad_id), "attention_mask": pad("attention_mask", 0),
+            "labels": pad("labels", -100)}
+
+
+def _val_loss(model, rows: list[dict], pad_id: int) -> float:
+    import torch
+
+    model.eval()
+    losses = []
+    with torch.no_grad():
+        for start in range(0, len(rows), 8):
+            batch = {k: v.to(model.device) for k, v in _collate(rows[start:start + 8], pad_id, torch).items()}
+            losses.append(float(model(**batch).loss))
+    model.train()
+    return sum(losses) / len(losses)
+
+
+def run_mode(mode: str, steps: int, max_length: int, batch: int, seed: int, out: Path, base: str = BASE) -> dict:
+    """Train one mode in this process and return its measurements."""
+    import torch
+    from peft import get_peft_model
+
+    from medlora.config import TrainingConfig
+    from medlora.data.sources.json_pairs import iter_json_pairs
+    from medlora.data.prepare import builtin_dataset_path
+    from medlora.data.splits import split_by_group
+    from medlora.models.loading import load_base_model
+    from medlora.training.encoding import encode_record
+    from medlora.training.lora import build_lora_config
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    loaded = load_base_model(base)
+    tok, spec = loaded.tokenizer, loaded.spec
+    records = list(iter_json_pairs(builtin_dataset_path("dermatology")))
+    splits = split_by_group(records, 0.1, 0.0, seed)
+    encode = lambda r: encode_record(tok, spec, r.question, r.answer, max_length)  # noqa: E731
+    train_rows = [encode(r) for r in splits["train"]]
+    val_rows = [encode(r) for r in splits["validation"]][:32]
+    pad_id = tok.pad_token_id
+
+    model = loaded.model
+    if mode == "lora":
+        model = get_peft_model(model, build_lora_config(TrainingConfig(), spec))
+        lr = 1e-3
+    else:
+        lr = 5e-5
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    val_before = _val_loss(model, val_rows, pad_id)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    model.train()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    losses = []
+    for batch_data in _batches(train_rows, batch, steps, seed, pad_id):
+        batch_data = {k: v.to(model.device) for k, v in batch_data.items()}
+        loss = model(**batch_data).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(float(loss))
+    seconds = time.perf_counter() - started
+    val_after = _val_loss(model, val_rows, pad_id)
+    save_dir = out / mode
+    model.save_pretrained(save_dir)  # LoRA: adapter only; full: the whole model (safetensors)
+    result = {
+        "mode": mode, "learning_rate": lr, "steps": steps, "batch_size": batch, "max_length": max_length,
+        "seed": seed, "train_examples": len(train_rows), "validation_examples": len(val_rows),
+        "trainable_params": trainable, "total_params": total,
+        "train_seconds": round(seconds, 2), "seconds_per_step": round(seconds / steps, 3),
+        "first_train_loss": round(losses[0], 4), "last_train_loss": round(losses[-1], 4),
+        "val_loss_before": round(val_before, 4), "val_loss_after": round(val_after, 4),
+        "saved_bytes": _dir_bytes(save_dir),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "device": str(loaded.device),
+    }
+    if torch.cuda.is_available():
+        result["peak_vram_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=24)
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--base", default=BASE, help="base model (default: the embedded SmolLM2-135M)")
+    parser.add_argument("--mode", choices=["lora", "full"], help=argparse.SUPPRESS)  # child process
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
+    parser.add_argument("--output", default=str(RESULTS / "lora_vs_full.json"))
+    args = parser.parse_args()
+
+    if args.mode:
+        result = run_mode(args.mode, args.steps, args.max_length, args.batch, args.seed, Path(args.workdir),
+                          args.base)
+        print("RESULT " + json.dumps(result))
+        return
+
+    modes: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as work:
+        for mode in ("lora", "full"):
+            cmd = [sys.executable, __file__, "--mode", mode, "--workdir", work, "--steps", str(args.steps),
+                   "--max-length", str(args.max_length), "--batch", str(args.batch), "--seed", str(args.seed),
+                   "--base", args.base]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+            if done.returncode or not lines:
+                sys.exit(f"{mode} run failed:\n{done.stderr[-3000:]}")
+            modes[mode] = json.loads(lines[-1].removeprefix("RESULT "))
+            print(f"{mode}: {modes[mode]}")
+    lora, full = modes["lora"], modes["full"]
+    summary = {
+        "trainable_params_ratio_full_over_lora": round(full["trainable_params"] / lora["trainable_params"], 1),
+        "trainable_percent_lora": round(100 * lora["trainable_params"] / lora["total_params"], 3),
+        "peak_rss_ratio_full_over_lora": round(full["peak_rss_mib"] / lora["peak_rss_mib"], 2),
+        "time_ratio_full_over_lora": round(full["train_seconds"] / lora["train_seconds"], 2),
+        "saved_size_ratio_full_over_lora": round(full["saved_bytes"] / lora["saved_bytes"], 1),
+        # Three specialties: one base + 3 adapters vs 3 full models (the base is the full model's size).
+        "three_specialties_lora_bytes": full["saved_bytes"] + 3 * lora["saved_bytes"],
+        "three_specialties_full_bytes": 3 * full["saved_bytes"],
+    }
+    report = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+        "base": args.base, "data": "built-in dermatology set, split by focus (validation 10 %)",
+        "modes": modes, "summary": summary,
+    }
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
