@@ -73,6 +73,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                          "training.lora_alpha": 32, "training.learning_rate": 1e-3,
                                          "training.grounded_fraction": 0.6, "training.lora_top_layers": 15,
                                          "training.max_train_samples": 320},
+    "top15-lr1e-3": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16, "training.lora_alpha": 32,
+                     "training.learning_rate": 1e-3, "training.grounded_fraction": 0.6,
+                     "training.lora_top_layers": 15},
+    "top15-lr1e-3-distractors0.5": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16,
+                                    "training.lora_alpha": 32, "training.learning_rate": 1e-3,
+                                    "training.grounded_fraction": 0.6, "training.distractor_only_fraction": 0.5,
+                                    "training.lora_top_layers": 15},
+    "top15-lr1e-3-closed": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16, "training.lora_alpha": 32,
+                            "training.learning_rate": 1e-3, "training.grounded_fraction": 0.0,
+                            "training.lora_top_layers": 15},
+    "top15-lr2e-3": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16, "training.lora_alpha": 32,
+                     "training.learning_rate": 2e-3, "training.grounded_fraction": 0.6,
+                     "training.lora_top_layers": 15},
     "all-linear-r16-grounded0.9": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16,
                                    "training.lora_alpha": 32, "training.learning_rate": 5e-4,
                                    "training.grounded_fraction": 0.9},
@@ -206,10 +219,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config.yaml")
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--train-samples", type=int, default=160)
+    parser.add_argument("--train-samples", type=int, default=320)
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--max-length", type=int, default=320)
-    parser.add_argument("--val-samples", type=int, default=60)
+    parser.add_argument("--val-samples", type=int, default=50)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--outside-samples", type=int, default=20)
     parser.add_argument("--reading-checks", type=int, default=30)

@@ -28,14 +28,14 @@ from typing import Any
 
 import torch
 from peft import PeftModel
-from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+from transformers import StoppingCriteria, TextIteratorStreamer
 
 from medlora import MEDICAL_DISCLAIMER
 from medlora.config import MedloraConfig
 from medlora.errors import MedloraError
 from medlora.fsutil import atomic_directory, check_replaceable
 from medlora.models.adapters import check_adapter_base, load_lora
-from medlora.models.generation import GREEDY_DECODING, generate_batch
+from medlora.models.generation import decoding_kwargs, generate_batch
 from medlora.models.loading import LoadedModel, load_base_model, load_from_config
 from medlora.models.prompts import build_prompt
 from medlora.service.registry import (
@@ -246,15 +246,13 @@ class AnswerStream:
                     if service.has_adapters:
                         kwargs["adapter_names"] = [self._peft_adapter or PEFT_BASE]
                     began = time.perf_counter()
-                    with torch.inference_mode():
-                        output = model.generate(
-                            **inputs, max_new_tokens=self._max_new_tokens, **GREEDY_DECODING,
-                            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                            streamer=streamer, stopping_criteria=StoppingCriteriaList([_Cancelled(self._cancel)]),
-                            **kwargs,
-                        )
-                    counts["generation_s"] = time.perf_counter() - began
                     prompt_len = 0 if loaded.spec.is_encoder_decoder else inputs["input_ids"].shape[1]
+                    decoding = decoding_kwargs(tokenizer, prompt_len, self._max_new_tokens,
+                                               citations=len(self.sources) if self.sources else None,
+                                               extra_stops=[_Cancelled(self._cancel)])
+                    with torch.inference_mode():
+                        output = model.generate(**inputs, **decoding, streamer=streamer, **kwargs)
+                    counts["generation_s"] = time.perf_counter() - began
                     counts["new_tokens"] = int(output.shape[1] - prompt_len)
             except BaseException as err:  # noqa: BLE001 - re-raised in the reader's thread below
                 errors.append(err)
@@ -591,7 +589,8 @@ class LLMService:
             names = [name or PEFT_BASE for name, _ in resolved] if self._peft is not None else None
             began = time.perf_counter()
             generations = generate_batch(self.generation_model, loaded.tokenizer, loaded.spec, prompts,
-                                         max_new_tokens=budget, adapter_names=names)
+                                         max_new_tokens=budget, adapter_names=names,
+                                         citations=[len(found) for found in sources])
             generation_s = time.perf_counter() - began
         total = time.perf_counter() - started
         answers = []
