@@ -259,7 +259,7 @@ def evaluate(
 @app.command()
 def demo(
     config: ConfigOpt = None,
-    full: Annotated[bool, typer.Option("--full", help="the original note's full recipe instead of the demo preset")] = False,
+    full: Annotated[bool, typer.Option("--full", help="config.yaml's recipe on the whole training split (hours on a CPU)")] = False,
     specialties: Annotated[str, typer.Option(help="comma-separated specialties to train")] = "dermatology",
 ) -> None:
     """Prepare, train and evaluate from nothing, then print where everything is."""

@@ -120,6 +120,17 @@ def test_inheritance_pattern_is_checked_as_a_fact(reference, answer, correct):
     assert inheritance_patterns("X-linked dominant") == {"x-linked dominant"}
 
 
+def test_repetition_is_cut_where_it_starts_again():
+    from medlora.models.loops import cut_repetition
+
+    sentence = "Melanoma is a type of skin cancer that develops in the skin."
+    assert cut_repetition(f"{sentence} {sentence} Melanoma is") == (sentence, True)
+    assert cut_repetition("a b c a b c a b c a b c") == ("a b c", True)
+    fine = "Psoriasis causes plaques. Treatment is topical. Severe disease needs biologics."
+    assert cut_repetition(fine) == (fine, False)
+    assert not is_looping(cut_repetition(f"{sentence} {sentence} {sentence}")[0])
+
+
 def test_looping_answers_are_detected():
     loop = "Melanoma is a type of skin cancer that develops in the skin. " * 3
     assert is_looping(loop)

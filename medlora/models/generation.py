@@ -28,6 +28,7 @@ from transformers import (
 )
 
 from medlora.models.architecture import ModelSpec
+from medlora.models.loops import cut_repetition
 from medlora.models.precision import autocast, resolve_precision
 from medlora.models.prompts import prompt_uses_special_tokens
 
@@ -159,7 +160,8 @@ def decode_new_tokens(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel
         ids = ids[1:]
     new_tokens = len(ids)
     ids, looped = cut_loop(ids)
-    return tokenizer.decode(ids, skip_special_tokens=True).strip(), new_tokens, looped
+    text, repeated = cut_repetition(tokenizer.decode(ids, skip_special_tokens=True).strip())
+    return text, new_tokens, looped or repeated
 
 
 def generate_batch(

@@ -6,24 +6,8 @@ however well it overlaps the reference, so it is counted on its own and reported
 
 from __future__ import annotations
 
-import re
-
-from medlora.data.records import normalise
 from medlora.evaluation.metrics.base import EvalSample, Metric, register
-
-LOOP_WORD_NGRAM = 8
-_SENTENCE = re.compile(r"(?<=[.!?])\s+")
-
-
-def is_looping(text: str, n: int = LOOP_WORD_NGRAM) -> bool:
-    """A sentence of at least four words said twice, or any ``n`` consecutive words said twice."""
-    sentences = [normalise(s) for s in _SENTENCE.split(text)]
-    sentences = [s for s in sentences if len(s.split()) >= 4]
-    if len(sentences) != len(set(sentences)):
-        return True
-    words = normalise(text).split()
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    return len(grams) != len(set(grams))
+from medlora.models.loops import is_looping
 
 
 @register
