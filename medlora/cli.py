@@ -173,19 +173,23 @@ def evaluate(
     max_samples: Annotated[int | None, typer.Option()] = None,
     max_new_tokens: Annotated[int | None, typer.Option()] = None,
     vignettes: Annotated[int | None, typer.Option(help="diagnostic vignettes (0 = skip)")] = None,
-    cited_answers: Annotated[int | None, typer.Option(help="answers generated with sources (0 = skip)")] = None,
+    modes: Annotated[str | None, typer.Option(
+        help="comma-separated: closed (no sources), open (sources minus the split's documents), kb (full index)")] = None,
+    split: Annotated[str, typer.Option(help="the prepared split to evaluate on (test; the sweep uses validation)")] = "test",
     latency_samples: Annotated[int | None, typer.Option(help="answers timed per variant (0 = skip)")] = None,
     specialty: Annotated[str | None, typer.Option()] = None,
     gate: Annotated[bool, typer.Option("--gate", help="exit 1 when the adapter misses the configured margins")] = False,
 ) -> None:
     """Compare base vs adapter on the held-out test split (or several adapters x specialties with --adapters)."""
     _setup_logging()
-    from medlora.evaluation.evaluate import adapter_specialty, evaluate_adapter, evaluate_matrix
+    from medlora.evaluation.evaluate import evaluate_adapter
+    from medlora.evaluation.matrix import adapter_specialty, evaluate_matrix
     from medlora.evaluation.report import print_matrix, print_table
 
     cfg = _run(lambda: _config(config, preset, {
         "evaluation.max_samples": max_samples, "evaluation.max_new_tokens": max_new_tokens,
-        "evaluation.vignettes": vignettes, "evaluation.cited_answers": cited_answers,
+        "evaluation.vignettes": vignettes,
+        "evaluation.modes": [m.strip() for m in modes.split(",") if m.strip()] if modes else None,
         "evaluation.latency_samples": latency_samples, "data.specialty": specialty}))
     if adapters:
         rows: dict[str, Path] = {}
@@ -207,7 +211,8 @@ def evaluate(
     else:
         default_data, default_adapter, default_reports = _paths(cfg)
         out = output_dir or default_reports
-        report = _run(lambda: evaluate_adapter(cfg, data_dir or default_data, adapter or default_adapter, out))
+        report = _run(lambda: evaluate_adapter(cfg, data_dir or default_data, adapter or default_adapter, out,
+                                               split=split, record_in_card=split == "test"))
         print_table(report.to_json(), console)
         for note in report.notes:
             console.print(f"[yellow]note:[/] {note}")
@@ -249,6 +254,7 @@ def demo(
         data_dir, adapter_dir, report_dir = _paths(cfg) if full else _demo_paths(cfg)
         report = _run(lambda: prepare_dataset(cfg.data, output_dir=data_dir))  # noqa: B023
         _print_prepare_report(report)
+        _prepare_outside_specialties(cfg, specialty)
         result = _run(lambda: train_adapter(cfg, data_dir, adapter_dir))  # noqa: B023
         console.print(f"trainable params: {result.trainable_params:,} / {result.total_params:,} "
                       f"({result.trainable_percent:.3f} %), {result.seconds:.0f} s")
@@ -259,6 +265,20 @@ def demo(
     for specialty, data_dir, adapter_dir, report_dir in summary:
         console.print(f"{specialty}: data {data_dir}  adapter {adapter_dir}  report {report_dir / 'report.md'}")
     console.print(f"Total time {time.perf_counter() - started:.0f} s")
+
+
+def _prepare_outside_specialties(cfg: MedloraConfig, specialty: str) -> None:
+    """Other specialties' splits, for the evaluation's outside-the-specialty check (seconds each)."""
+    from medlora.data.prepare import prepare_dataset
+    from medlora.retrieval.corpus import builtin_sets
+
+    shipped = {name for name, _ in builtin_sets()}
+    for other in cfg.evaluation.outside_specialties:
+        out = Path(cfg.data.output_dir.format(specialty=other))
+        if other == specialty or other not in shipped or (out / "manifest.json").is_file():
+            continue
+        _run(lambda: prepare_dataset(cfg.with_overrides({"data.specialty": other}).data, output_dir=out))  # noqa: B023
+        console.print(f"Prepared {other} questions for the outside-the-specialty check ({out})")
 
 
 def run_subcommand(name: str, argv: list[str] | None = None) -> None:

@@ -58,7 +58,7 @@ class DataConfig(_Strict):
     sources: list[str] = Field(default_factory=lambda: ["builtin", "medquad:auto"])
     output_dir: str = "data/processed/{specialty}"
     validation_fraction: float = Field(0.1, ge=0.0, lt=0.5)
-    test_fraction: float = Field(0.1, ge=0.0, lt=0.5)
+    test_fraction: float = Field(0.15, ge=0.0, lt=0.5)
     seed: int = 42
     min_question_chars: int = Field(8, ge=1)
     min_answer_chars: int = Field(20, ge=1)
@@ -81,9 +81,15 @@ class TrainingConfig(_Strict):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.1, ge=0, lt=1)
     target_modules: list[str] | None = None
+    # LoRA only on the top N layers (None = all): backprop then stops there, so a step costs about a third less.
+    lora_top_layers: int | None = Field(None, ge=1)
     max_length: int = Field(512, ge=16)
-    # Share of training questions shown with sources in the prompt and answered citing them as [n].
-    cited_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    # Grounded (RAFT-style) training: this share of questions is shown with top_k_sources retrieved sources
+    # and answered citing its own passage as [n]; of those, distractor_only_fraction see no own passage and
+    # learn to say the sources do not cover the question. 0 = closed-book training only.
+    grounded_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    distractor_only_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    top_k_sources: int = Field(3, ge=1, le=9)
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
     logging_steps: int = Field(10, ge=1)
@@ -92,9 +98,17 @@ class TrainingConfig(_Strict):
 
 
 class GateConfig(_Strict):
-    """Minimum lift of the adapter over the base, per metric, for ``evaluate --gate``."""
+    """``evaluate --gate``: the adapter must beat the base beyond noise.
+
+    ``margins``: the lower bound of the paired 95 % interval of ``adapter − base`` must exceed the margin, in
+    every mode of ``modes``. ``no_worse``: fails only when the whole interval is below ``−tolerance``.
+    ``outside``: the adapter must not be measurably worse outside its specialty.
+    """
 
     margins: dict[str, float] = Field(default_factory=lambda: {"bleu": 0.0, "rouge_l": 0.0})
+    no_worse: dict[str, float] = Field(default_factory=lambda: {"terminology_recall": 0.0})
+    modes: list[str] = Field(default_factory=lambda: ["closed", "open"])
+    outside: bool = True
 
 
 class EvaluationConfig(_Strict):
@@ -107,17 +121,29 @@ class EvaluationConfig(_Strict):
     batch_size: int = Field(8, ge=1)
     max_samples: int | None = Field(None, ge=1)
     metrics: list[str] = Field(default_factory=lambda: [
-        "bleu", "rouge_l", "terminology_recall", "terminology_precision", "diagnostic_accuracy_mc",
-        "diagnostic_accuracy_free", "citation_relevance", "citation_coverage", "citations_invented"])
+        "bleu", "rouge_l", "terminology_recall", "terminology_precision", "inheritance_accuracy",
+        "key_fact_recall", "looping_answers", "diagnostic_accuracy_mc", "diagnostic_accuracy_free",
+        "citation_relevance", "citation_coverage", "citations_invented"])
+    # closed = no sources; open = sources from the index minus the evaluated split's documents;
+    # kb = the full index, as the bot runs (optional). See medlora/evaluation/context.py.
+    modes: list[str] = Field(default_factory=lambda: ["closed", "open"])
+    bootstrap_resamples: int = Field(1000, ge=100)
     output_dir: str = "reports/{specialty}"
     gate: GateConfig = Field(default_factory=GateConfig)
     seed: int = 42
     # Diagnostic vignettes (from the test split's MedQuAD "symptoms" answers) and their answer budget.
     vignettes: int = Field(24, ge=0)
     vignette_max_new_tokens: int = Field(32, ge=1)
-    # Questions answered with retrieved sources in the prompt (citation metrics), and sources per prompt.
-    cited_answers: int = Field(16, ge=0)
-    citation_top_k: int = Field(3, ge=1)
+    # Sources shown per question in the open-book and knowledge-base modes.
+    citation_top_k: int = Field(3, ge=1, le=9)
+    # Outside the specialty: other specialties' prepared test splits (closed-book) and yes/no reading checks
+    # over the medical abstracts, base vs adapter.
+    outside: bool = True
+    outside_specialties: list[str] = Field(default_factory=lambda: ["dermatology", "cardiology", "radiology"])
+    outside_samples: int = Field(40, ge=1)
+    reading_checks: int = Field(60, ge=0)
+    # The original note's before/after questions (French and English), answered by both variants.
+    note_cases: bool = True
     # Latency benchmark: answers per variant (base, adapter, merged; 0 = skip) and their fixed length.
     latency_samples: int = Field(4, ge=0)
     latency_max_new_tokens: int = Field(32, ge=1)

@@ -54,4 +54,4 @@ def test_overrides_beat_the_file_and_none_is_ignored():
 def test_demo_preset_layers_over_the_file():
     cfg = load_config(REPO / "config.yaml", preset="demo")
     assert cfg.training.epochs == 1 and cfg.training.max_train_samples
-    assert cfg.training.warmup_ratio == 0.03 and cfg.training.lora_r == 8  # untouched keys keep their values
+    assert cfg.training.warmup_ratio == 0.03 and cfg.training.max_grad_norm == 0.3  # untouched keys keep their values

@@ -31,7 +31,12 @@ def _config(model_dir, qa_jsonl, tmp_path) -> MedloraConfig:
         "evaluation.max_new_tokens": 8,
         "evaluation.batch_size": 4,
         "evaluation.latency_samples": 0,
-        "evaluation.cited_answers": 4,
+        "evaluation.modes": ["closed", "open"],
+        "evaluation.max_samples": 6,
+        "evaluation.bootstrap_resamples": 100,
+        "evaluation.outside": False,
+        "evaluation.medquad_dir": "",  # the index is the built-in sets only: fast, and the same on every machine
+        "evaluation.abstracts_csv": "",
     })
 
 
@@ -66,8 +71,10 @@ def test_prepare_train_reload_evaluate(arch, tiny_llama_dir, tiny_t5_dir, qa_jso
     evaluation = evaluate_adapter(cfg, data_dir, adapter_dir, report_dir)
     assert set(evaluation.variants) == {"base", "adapter"}
     for variant in evaluation.variants.values():
-        assert 0.0 <= variant["bleu"] <= 1.0 and 0.0 <= variant["rouge_l"] <= 1.0
+        assert 0.0 <= variant["bleu@closed"] <= 1.0 and 0.0 <= variant["rouge_l@open"] <= 1.0
         assert variant["latency_mean_s"] > 0
+    assert {"bleu@closed", "rouge_l@open"} <= set(evaluation.intervals)
+    assert len(evaluation.note_cases) == 6  # the note's questions, French and English, both variants
     assert (report_dir / "report.json").is_file() and (report_dir / "report.md").is_file()
     card = (adapter_dir / "README.md").read_text()
     assert "ROUGE-L" in card and "Medical disclaimer" in card
@@ -87,3 +94,22 @@ def test_resume_after_a_finished_run_starts_fresh(tiny_llama_dir, qa_jsonl, tmp_
     assert second.resumed_from is None and second.steps_run == first.steps_run
     summary = json.loads((adapter_dir / "training_log.json").read_text())["result"]
     assert summary["resumed_from"] is None
+
+
+def test_same_seed_trains_the_same_adapter(tiny_llama_dir, qa_jsonl, tmp_path):
+    """Two runs with one seed give bit-identical LoRA weights (LoRA init, data order and grounding are seeded)."""
+    from safetensors.torch import load_file
+
+    cfg = _config(tiny_llama_dir, qa_jsonl, tmp_path).with_overrides({"training.grounded_fraction": 0.5})
+    data_dir = tmp_path / "data"
+    prepare_dataset(cfg.data, output_dir=data_dir)
+    weights = []
+    for run in ("a", "b"):
+        train_adapter(cfg, data_dir, tmp_path / run)
+        weights.append(load_file(str(tmp_path / run / "adapter_model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    other = cfg.with_overrides({"training.seed": 7})
+    train_adapter(other, data_dir, tmp_path / "c")
+    different = load_file(str(tmp_path / "c" / "adapter_model.safetensors"))
+    assert any(not torch.equal(weights[0][k], different[k]) for k in different)

@@ -18,10 +18,14 @@ from typer.testing import CliRunner
 
 from medlora.config import MedloraConfig
 from medlora.data.records import QARecord
-from medlora.evaluation.evaluate import build_context, check_gate, evaluate_adapter, evaluate_matrix
+from medlora.evaluation.bootstrap import Delta
+from medlora.evaluation.context import build_context
+from medlora.evaluation.evaluate import evaluate_adapter
+from medlora.evaluation.gate import check_gate
+from medlora.evaluation.matrix import evaluate_matrix
 from medlora.evaluation.metrics import ALL_METRICS
 from medlora.evaluation.vocabulary import Vocabulary
-from medlora.service.retrieval import SourceIndex, sources_from_records
+from medlora.retrieval import SourceIndex, document_key, sources_from_records
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -132,13 +136,18 @@ def _cfg(tiny_llama_dir, **overrides) -> MedloraConfig:
         "models.llm.name": str(tiny_llama_dir),
         "evaluation.max_new_tokens": 8, "evaluation.batch_size": 4,
         "evaluation.vignettes": 3, "evaluation.vignette_max_new_tokens": 6,
-        "evaluation.cited_answers": 3, "evaluation.latency_samples": 2, "evaluation.latency_max_new_tokens": 4,
-        "evaluation.medquad_dir": "", "evaluation.abstracts_csv": "",
+        "evaluation.latency_samples": 2, "evaluation.latency_max_new_tokens": 4,
+        "evaluation.medquad_dir": "", "evaluation.abstracts_csv": "", "evaluation.bootstrap_resamples": 200,
+        "evaluation.outside": False, "evaluation.note_cases": False,
         **overrides,
     })
 
 
 VOCAB = Vocabulary.from_terms(TERMS, name="test")
+QA_METRICS = [m for m in ALL_METRICS if not m.startswith(("citation", "diagnostic"))]
+KEYS = ([f"{m}@{mode}" for m in QA_METRICS for mode in ("closed", "open")]
+        + [f"{m}@open" for m in ALL_METRICS if m.startswith("citation")] + ["diagnostic_accuracy_mc",
+                                                                            "diagnostic_accuracy_free"])
 
 
 def _png_payloads(html: str) -> list[bytes]:
@@ -151,17 +160,23 @@ def test_tiny_evaluate_writes_all_reports(tiny_llama_dir, workspace, loaded, ind
     report = evaluate_adapter(cfg, workspace / "data" / "dermatology", adapter_dir, tmp_path / "reports",
                               loaded=loaded, vocabulary=VOCAB, index=index)
 
-    assert report.counts == {"qa": 6, "vignettes": 3, "cited": 3}
+    assert report.counts == {"qa": 6, "vignettes": 3, "qa_closed": 6, "qa_open": 6}
     for variant in ("base", "adapter"):
         values = report.variants[variant]
-        assert set(ALL_METRICS) <= set(values)
-        for name in ALL_METRICS:
+        assert set(KEYS) <= set(values)
+        assert not any(k.startswith("citation") and k.endswith("@closed") for k in values)  # no sources, no citations
+        for name in KEYS:
             assert values[name] is None or values[name] >= 0
-            if name != "citations_invented" and values[name] is not None:
+            if not name.startswith("citations_invented") and values[name] is not None:
                 assert values[name] <= 1
-        assert values["terminology_recall"] is not None  # the references hold vocabulary terms
-        assert values["diagnostic_accuracy_mc"] is not None and values["citation_coverage"] is not None
+        assert values["terminology_recall@closed"] is not None  # the references hold vocabulary terms
+        assert values["diagnostic_accuracy_mc"] is not None and values["citation_coverage@open"] is not None
+        assert values["citations_invented@open"] == 0  # decoding never cites outside 1..k
         assert values["latency_mean_s"] > 0
+    for key in ("bleu@closed", "rouge_l@open", "diagnostic_accuracy_mc"):
+        interval = report.intervals[key]
+        assert interval.low <= interval.delta <= interval.high and interval.n > 0
+        assert interval.delta == pytest.approx(report.variants["adapter"][key] - report.variants["base"][key])
 
     resources = report.resources
     for variant in ("base", "adapter", "merged"):
@@ -176,6 +191,10 @@ def test_tiny_evaluate_writes_all_reports(tiny_llama_dir, workspace, loaded, ind
     assert data["expected_label"] == "the note's expectations for Flan-T5-XL"
     assert data["evaluation_data"]["vignettes"] == 3 and data["evaluation_data"]["dataset_hash"] == "hash-dermatology"
     assert len(data["vignette_examples"]) == 3 and len(data["cited_examples"]) == 3
+    assert set(data["intervals"]["rouge_l@closed"]) == {"delta", "low", "high", "n"}
+    predictions = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert len(predictions) == 2 * (2 * 6 + 3)  # base and adapter: 6 questions in 2 modes + 3 vignettes
+    assert {(p["variant"], p["mode"]) for p in predictions} >= {("base", "closed"), ("adapter", "open")}
     markdown = (out / "report.md").read_text()
     assert "Flan-T5-XL" in markdown and "0.42 → 0.68" in markdown and "45 % → 87 %" in markdown
     html = (out / "report.html").read_text()
@@ -192,8 +211,8 @@ def test_tiny_evaluate_writes_all_reports(tiny_llama_dir, workspace, loaded, ind
     again = evaluate_adapter(cfg, workspace / "data" / "dermatology", adapter_dir, tmp_path / "again",
                              loaded=loaded, vocabulary=VOCAB, index=index)
     for variant in ("base", "adapter"):  # same seed, same data → same numbers
-        assert {m: again.variants[variant][m] for m in ALL_METRICS} == \
-               {m: report.variants[variant][m] for m in ALL_METRICS}
+        assert {m: again.variants[variant][m] for m in KEYS} == {m: report.variants[variant][m] for m in KEYS}
+    assert again.intervals == report.intervals
 
 
 def _lora_params(adapter_dir: Path):
@@ -210,14 +229,23 @@ def test_context_vignettes_come_from_the_test_split_only(tiny_llama_dir, workspa
     assert {v.focus for v in ctx.vignettes} == test_foci
     distractors = {o for v in ctx.vignettes for o in v.options} - test_foci
     assert distractors and distractors <= {d[0] for d in DERMATOLOGY}  # same specialty's foci
-    assert all(record.focus in test_foci for record, _ in ctx.cited)
-    assert all(len(sources) <= cfg.evaluation.citation_top_k for _, sources in ctx.cited)
+    assert all(len(sources) <= cfg.evaluation.citation_top_k for sources in ctx.modes["open"])
     again = build_context(cfg, data_dir, ALL_METRICS, vocabulary=VOCAB, index=index)
     assert [v.to_json() for v in again.vignettes] == [v.to_json() for v in ctx.vignettes]
-    assert [r.doc_id for r, _ in again.cited] == [r.doc_id for r, _ in ctx.cited]
-    nothing = build_context(_cfg(tiny_llama_dir, **{"evaluation.vignettes": 0, "evaluation.cited_answers": 0}),
+    assert again.modes == ctx.modes
+    nothing = build_context(_cfg(tiny_llama_dir, **{"evaluation.vignettes": 0, "evaluation.modes": ["closed"]}),
                             data_dir, ["bleu"])
-    assert nothing.vignettes == [] and nothing.cited == [] and nothing.vocabulary is None
+    assert nothing.vignettes == [] and list(nothing.modes) == ["closed"] and nothing.vocabulary is None
+
+
+def test_open_book_never_shows_a_document_of_the_evaluated_split(tiny_llama_dir, workspace, index):
+    cfg = _cfg(tiny_llama_dir, **{"evaluation.modes": ["closed", "open", "kb"]})
+    ctx = build_context(cfg, workspace / "data" / "dermatology", ["rouge_l"], index=index)
+    test_documents = {document_key(r) for r in ctx.records}
+    shown_open = {s.document for sources in ctx.modes["open"] for s in sources}
+    shown_kb = {s.document for sources in ctx.modes["kb"] for s in sources}
+    assert shown_open and not shown_open & test_documents
+    assert shown_kb & test_documents  # the knowledge-base mode is the bot's full index: the mask made the difference
 
 
 def test_check_gate_both_ways():
@@ -232,9 +260,21 @@ def test_check_gate_both_ways():
     assert "not measured" in result.failures[2]
 
 
+def test_check_gate_uses_the_interval_lower_bound_in_every_mode():
+    variants = {"base": {}, "adapter": {}}
+    intervals = {"rouge_l@closed": Delta(0.05, 0.01, 0.09, 100), "rouge_l@open": Delta(0.05, -0.01, 0.11, 100),
+                 "terminology_recall@closed": Delta(-0.02, -0.05, 0.01, 100),
+                 "terminology_recall@open": Delta(-0.06, -0.09, -0.02, 100)}
+    result = check_gate(variants, {"rouge_l": 0.0}, intervals=intervals, modes=["closed", "open"],
+                        no_worse={"terminology_recall": 0.0})
+    assert [f.split(":")[0] for f in result.failures] == ["rouge_l@open", "terminology_recall@open"]
+    assert check_gate(variants, {"rouge_l": 0.0}, intervals=intervals, modes=["closed"],
+                      no_worse={"terminology_recall": 0.0}).passed
+
+
 def test_matrix_library(tiny_llama_dir, workspace, loaded, index, tmp_path):
     cfg = _cfg(tiny_llama_dir, **{"evaluation.metrics": ["bleu", "terminology_recall", "diagnostic_accuracy_mc",
-                                                        "citation_coverage"]})
+                                                        "citation_coverage"], "evaluation.modes": ["closed", "open"]})
     matrix = evaluate_matrix(
         cfg, {"dermatology": workspace / "lora-dermatology", "cardiology": workspace / "lora-cardiology"},
         {s: workspace / "data" / s for s in ("dermatology", "cardiology")}, tmp_path / "matrix",
@@ -242,9 +282,9 @@ def test_matrix_library(tiny_llama_dir, workspace, loaded, index, tmp_path):
     assert list(matrix.cells) == ["base", "dermatology", "cardiology"]
     for row in matrix.cells.values():
         assert list(row) == ["dermatology", "cardiology"]
-        assert all(set(cell) == {"bleu", "terminology_recall", "diagnostic_accuracy_mc", "citation_coverage"}
-                   for cell in row.values())
-    assert matrix.counts["cardiology"] == {"qa": 6, "vignettes": 3, "cited": 3}
+        assert all(set(cell) == {"bleu@closed", "bleu@open", "terminology_recall@closed", "terminology_recall@open",
+                                 "diagnostic_accuracy_mc", "citation_coverage@open"} for cell in row.values())
+    assert matrix.counts["cardiology"] == {"qa": 6, "vignettes": 3, "qa_closed": 6, "qa_open": 6}
     md = (tmp_path / "matrix" / "matrix.md").read_text()
     assert "| adapter \\ specialty | dermatology | cardiology |" in md
     assert _png_payloads((tmp_path / "matrix" / "matrix.html").read_text())
@@ -256,10 +296,11 @@ def _write_config(path: Path, tiny_llama_dir: Path, root: Path, margins: dict, m
         "data": {"specialty": "dermatology", "output_dir": str(root / "data" / "{specialty}")},
         "training": {"output_dir": str(root / "lora-{specialty}")},
         "evaluation": {"max_new_tokens": 6, "batch_size": 4, "metrics": metrics, "vignettes": 2,
-                       "vignette_max_new_tokens": 4, "cited_answers": 0, "latency_samples": 0,
-                       "medquad_dir": "", "abstracts_csv": "",
+                       "vignette_max_new_tokens": 4, "modes": ["closed"], "latency_samples": 0,
+                       "medquad_dir": "", "abstracts_csv": "", "outside": False, "note_cases": False,
+                       "bootstrap_resamples": 100,
                        "output_dir": str(path.parent / "reports" / "{specialty}"),
-                       "gate": {"margins": margins}},
+                       "gate": {"margins": margins, "modes": ["closed"], "no_worse": {}}},
     }
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
@@ -296,7 +337,7 @@ def test_cli_matrix_with_gate(tiny_llama_dir, workspace, tmp_path):
                                       "--output-dir", str(tmp_path / "matrix"), "--gate"])
     assert result.exit_code == 1, result.output
     flat = " ".join(result.output.split())
-    assert "dermatology on dermatology: bleu" in flat and "cardiology on cardiology: bleu" in flat
+    assert "dermatology on dermatology: bleu@closed" in flat and "cardiology on cardiology: bleu@closed" in flat
     matrix = json.loads((tmp_path / "matrix" / "matrix.json").read_text())
     assert matrix["specialties"] == ["dermatology", "cardiology"]
     assert list(matrix["cells"]) == ["base", "dermatology", "cardiology"]

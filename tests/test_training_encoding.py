@@ -9,7 +9,15 @@ from transformers import AutoConfig
 
 from medlora.data.records import QARecord
 from medlora.models.architecture import describe_model
-from medlora.training.encoding import IGNORE_INDEX, cite_in_answer, encode_record, with_cited_sources
+from medlora.retrieval import SourceIndex, leakage_filter, sources_from_records
+from medlora.training.encoding import (
+    IGNORE_INDEX,
+    NOT_COVERED,
+    Grounding,
+    cite_in_answer,
+    encode_record,
+    grounded_rows,
+)
 
 
 def _records(n=12):
@@ -34,22 +42,71 @@ def test_seq2seq_labels_are_the_answer(tiny_tokenizer, tiny_t5_dir):
     assert tiny_tokenizer.decode(row["labels"], skip_special_tokens=True) == "A chronic plaque disease."
 
 
-def test_cited_rows_include_own_document_and_cite_it():
+def test_grounded_rows_show_the_own_passage_among_distractors_and_cite_it():
     records = _records()
-    rows = with_cited_sources(records, fraction=1.0, seed=0)
+    rows = grounded_rows(records, Grounding(fraction=1.0, distractor_only=0.0, top_k=3), seed=0)
     for record, sources, answer in rows:
         assert len(sources) == 3
         (cited,) = {int(n) for n in re.findall(r"\[(\d)\]", answer)}
-        number, title, _ = sources[cited - 1]
-        assert number == cited and title == record.focus
+        number, title, text = sources[cited - 1]
+        assert number == cited and title == record.focus and text in record.answer
         other_titles = [t for n, t, _ in sources if n != cited]
         assert record.focus not in other_titles  # distractor sources are other diseases
-    assert with_cited_sources(records, 1.0, seed=0) == rows  # seeded
-    plain = with_cited_sources(records, fraction=0.0, seed=0)
+    assert grounded_rows(records, Grounding(1.0, 0.0, 3), seed=0) == rows  # seeded
+    plain = grounded_rows(records, Grounding(fraction=0.0), seed=0)
     assert all(not sources and answer == r.answer for r, sources, answer in plain)
+
+
+def test_distractor_only_rows_say_the_sources_do_not_cover_the_question():
+    records = _records()
+    rows = grounded_rows(records, Grounding(fraction=1.0, distractor_only=1.0, top_k=2), seed=1)
+    for record, sources, answer in rows:
+        assert len(sources) == 2 and record.focus not in [t for _, t, _ in sources]
+        assert answer.startswith(NOT_COVERED) and answer.endswith(record.answer)
+        assert not re.search(r"\[\d\]", answer)
+
+
+def _record(question, answer, focus):
+    return QARecord(question, answer, "test", focus=focus, url=f"https://example.org/{focus.replace(' ', '-')}")
+
+
+def test_grounded_distractors_come_from_the_index_and_never_from_a_masked_disease():
+    train = [
+        _record("How is plaque psoriasis treated?", "Plaque psoriasis is treated with topical steroids.", "Plaque psoriasis"),
+        _record("What causes acne?", "Acne is treated with retinoids; it involves sebum and plugging.", "Acne"),
+        _record("What is atopic eczema?", "Atopic eczema is treated with emollients and topical steroids.", "Atopic eczema"),
+        _record("What is rosacea?", "Rosacea is facial redness with papules and pustules.", "Rosacea"),
+    ]
+    held_out = [_record("What is guttate psoriasis?", "Guttate psoriasis follows a streptococcal throat infection "
+                        "and shows small drop-like psoriasis plaques.", "Guttate psoriasis")]
+    index = SourceIndex.build(sources_from_records(train + held_out, "medquad"))
+    grounding = Grounding(fraction=1.0, distractor_only=1.0, top_k=3)
+    unmasked = grounded_rows(train[:1], grounding, seed=0, index=index)
+    assert "Guttate psoriasis" in [t for _, sources, _ in unmasked for _, t, _ in sources]  # the look-alike
+    mask = index.mask(leakage_filter(held_out))
+    masked = grounded_rows(train[:1], grounding, seed=0, index=index, mask=mask)
+    shown = [t for _, sources, _ in masked for _, t, _ in sources]
+    assert shown and "Guttate psoriasis" not in shown and "Plaque psoriasis" not in shown  # never its own disease
 
 
 def test_cite_in_answer_places_the_marker_after_the_first_sentence():
     assert cite_in_answer("Psoriasis is chronic. It has plaques.", 2) == "Psoriasis is chronic [2]. It has plaques."
     assert cite_in_answer("Lesions > 6 mm (e.g. larger). Next.", 1) == "Lesions > 6 mm (e.g. larger) [1]. Next."
     assert cite_in_answer("no sentence end", 3) == "no sentence end [3]"
+
+
+def test_lora_on_the_top_layers_only(tiny_llama_dir):
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from medlora.config import TrainingConfig
+    from medlora.training.lora import build_lora_config
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    layers = model.config.num_hidden_layers
+    spec = describe_model(model.config)
+    peft = get_peft_model(model, build_lora_config(TrainingConfig(lora_top_layers=1), spec, layers))
+    lora_layers = {int(n.split(".layers.")[1].split(".")[0]) for n, _ in peft.named_parameters() if "lora_A" in n}
+    assert lora_layers == {layers - 1}
+    everywhere = build_lora_config(TrainingConfig(lora_top_layers=layers), spec, layers)
+    assert everywhere.layers_to_transform is None  # as many layers as the model has: all of them

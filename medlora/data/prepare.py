@@ -28,7 +28,7 @@ from typing import Any
 from rich.progress import Progress
 
 from medlora.config import DataConfig
-from medlora.data.records import QARecord, clean_text
+from medlora.data.records import QARecord, clean_answer, clean_text
 from medlora.data.sources import abstracts as abstracts_source
 from medlora.data.sources import medquad as medquad_source
 from medlora.data.sources.json_pairs import iter_json_pairs
@@ -187,7 +187,7 @@ def _clean_and_filter(records: list[QARecord], cfg: DataConfig, report: PrepareR
     seen: set[tuple[str, str]] = set()
     for record in records:
         record.question = clean_text(record.question)
-        record.answer = clean_text(record.answer)
+        record.answer = clean_answer(record.answer)
         if len(record.question) < cfg.min_question_chars:
             report.dropped["question shorter than min_question_chars"] += 1
         elif len(record.answer) < cfg.min_answer_chars:

@@ -11,12 +11,51 @@ from typing import Any
 _WS = re.compile(r"\s+")
 SNIPPET_CHARS = 500  # what a prompt shows of one source
 _TAG = re.compile(r"<[^>]{1,200}>")
-# Boilerplate that NIH pages put in answers and that a model should not learn to parrot.
+# Page templates that NIH answers carry and that a model must not learn to recite: in a MedQuAD "symptoms"
+# answer the Human Phenotype Ontology frame is most of the text, and NCI pages repeat the same clinical-trial
+# paragraph. An adapter that learns them gains BLEU/ROUGE and no medicine, so they are stripped from training
+# targets, references and retrieved passages alike (tested in tests/test_templates.py).
 _BOILERPLATE = [
     re.compile(r"^\s*Key Points\s*[-–]?\s*", re.IGNORECASE),
     re.compile(r"\(This list may not be complete\.?\)", re.IGNORECASE),
     re.compile(r"These resources address the diagnosis or management of [^.]*(\.|$)", re.IGNORECASE),
-    re.compile(r"The Human Phenotype Ontology provides the following list of signs and symptoms[^:]*:", re.IGNORECASE),
+    re.compile(r"The Human Phenotype Ontology provides the following list of signs and symptoms for[^.:]*[.:]",
+               re.IGNORECASE),
+    re.compile(r"If the information is available, the table below includes how often the symptom is seen in "
+               r"people with this condition\.", re.IGNORECASE),
+    re.compile(r"You can use the MedlinePlus Medical Dictionary to look up the definitions for these medical "
+               r"terms\.", re.IGNORECASE),
+    re.compile(r"Signs and Symptoms Approximate number of patients \(when available\)", re.IGNORECASE),
+    re.compile(r"The Human Phenotype Ontology \(HPO\) has collected information on how often a sign or symptom "
+               r"occurs in a condition\..*?(?:the sign or symptom may be rare or common\.|$)",
+               re.IGNORECASE | re.DOTALL),
+    # NCI PDQ clinical-trial boilerplate (the same sentences under every cancer).
+    re.compile(r"(?:Patients may want to think about taking part in a clinical trial\.|"
+               r"For some patients, taking part in a clinical trial may be the best treatment choice\.|"
+               r"Clinical trials are part of the cancer research process\.|"
+               r"Clinical trials are done to find out if new cancer treatments are safe and effective or better "
+               r"than the standard treatment\.|"
+               r"Many of today's standard treatments for cancer are based on earlier clinical trials\.|"
+               r"Patients who take part in a clinical trial may receive the standard treatment or be among the "
+               r"first to receive a new treatment\.|"
+               r"Patients who take part in clinical trials also help improve the way cancer will be treated in "
+               r"the future\.|"
+               r"Even when clinical trials do not lead to effective new treatments, they often answer important "
+               r"questions and help move research forward\.|"
+               r"Some clinical trials only include patients who have not yet received treatment\.|"
+               r"Other trials test treatments for patients whose cancer has not gotten better\.|"
+               r"There are also clinical trials that test new ways to stop cancer from recurring \(coming back\) "
+               r"or reduce the side effects of cancer treatment\.|"
+               r"Clinical trials are taking place in many parts of the country\.|"
+               r"See the Treatment Options section that follows for links to current treatment clinical trials\.|"
+               r"Patients can enter clinical trials before, during, or after starting their cancer treatment\.|"
+               r"These have been retrieved from NCI's listing of clinical trials\.|"
+               r"General information about clinical trials is available from the NCI website\.|"
+               r"Information about clinical trials is available from the NCI website\.|"
+               r"Talk with your doctor about clinical trials that may be right for you\.|"
+               r"For more specific results, refine the search by using other search features, such as the "
+               r"location of the trial, the type of treatment, or the name of the drug\.)",
+               re.IGNORECASE),
 ]
 
 
@@ -76,6 +115,15 @@ def clean_text(text: str) -> str:
     return _WS.sub(" ", text).strip()
 
 
+# An answer that opens by repeating a templated question ("What are the signs and symptoms of X? ...").
+_ECHOED_QUESTION = re.compile(r"^\s*What (?:are|is) the (?:signs and )?symptoms of [^?]{1,200}\?\s*", re.IGNORECASE)
+
+
+def clean_answer(text: str) -> str:
+    """:func:`clean_text` plus the answer-only templates (an echoed question): for targets and references."""
+    return _ECHOED_QUESTION.sub("", clean_text(text))
+
+
 def normalise(text: str) -> str:
     """Case-, punctuation- and whitespace-insensitive key for dedupe and grouping."""
     text = unicodedata.normalize("NFKD", text).casefold()
@@ -85,7 +133,7 @@ def normalise(text: str) -> str:
 
 def snippet(text: str) -> str:
     """The first ~500 characters of a source, cut at a word: what a prompt shows of it."""
-    text = clean_text(text)
+    text = clean_answer(text)
     if len(text) <= SNIPPET_CHARS:
         return text
     cut = text[:SNIPPET_CHARS].rsplit(" ", 1)[0]

@@ -15,7 +15,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from medlora.models.architecture import ModelSpec
-from medlora.training.encoding import prompt_uses_special_tokens
+from medlora.models.prompts import prompt_uses_special_tokens
 
 
 @dataclass(frozen=True)

@@ -62,27 +62,37 @@ def _expected_cell(metric: str, display: str) -> str:
     return f"{expected['base']:.2f} → {expected['adapter']:.2f}"
 
 
+def format_interval(interval: dict[str, float], display: str = "score") -> str:
+    """``+0.012 [+0.003, +0.021]``: the delta and its paired-bootstrap 95 % interval."""
+    return (f"{format_delta(interval['delta'], display)} "
+            f"[{format_delta(interval['low'], display)}, {format_delta(interval['high'], display)}]")
+
+
 def _rows(report: dict[str, Any], with_expected: bool = True) -> tuple[list[str], list[list[str]]]:
     variants = report["variants"]
     names = list(variants)
     displays = report.get("metric_display", {})
+    intervals = report.get("intervals", {})
     rows = []
     for metric, label in report["metric_labels"].items():
         display = displays.get(metric, "score")
         values = [variants[v].get(metric) for v in names]
         cells = [format_value(x, display) for x in values]
-        if "base" in variants and len(names) > 1 and values[0] is not None and values[-1] is not None:
+        if metric in intervals:
+            cells.append(format_interval(intervals[metric], display))
+        elif "base" in variants and len(names) > 1 and values[0] is not None and values[-1] is not None:
             cells.append(format_delta(values[-1] - values[0], display))
         else:
             cells.append("")
         if with_expected:
-            cells.append(_expected_cell(metric, display))
+            name, _, mode = metric.partition("@")
+            cells.append(_expected_cell(name, display) if mode in ("", "closed") else "")
         rows.append([label, *cells])
     for key, label, fmt in _LATENCY_ROWS:
         if any(key in variants[v] for v in names):
             row = [label, *[fmt.format(variants[v][key]) if key in variants[v] else "–" for v in names], ""]
             rows.append(row + ([""] if with_expected else []))
-    header = ["Metric", *names, "Δ (last − base)"]
+    header = ["Metric", *names, "Δ (last − base) [95 % CI]" if intervals else "Δ (last − base)"]
     if with_expected:
         header.append("Note: base → adapter")
     return header, rows
@@ -181,6 +191,7 @@ def render_markdown(report: dict[str, Any], include_examples: bool = True) -> st
             f"{meta.get('dataset_hash')}), {counts.get('vignettes', 0)} diagnostic vignettes, "
             f"{counts.get('cited', 0)} answers with retrieved sources; {meta.get('decoding')} decoding, max "
             f"{meta.get('max_new_tokens')} new tokens, seed {meta.get('seed')}, {meta.get('date')}.\n\n")
+    out += render_checks_markdown(report)
     gate = report.get("gate")
     if gate:
         out += "\n\nQuality gate: " + ("passed" if gate["passed"] else "FAILED — " + "; ".join(gate["failures"]))
@@ -202,11 +213,43 @@ def render_markdown(report: dict[str, Any], include_examples: bool = True) -> st
         out += (f"\n**Vignette:** {ex['vignette'][:500]}\n\n- gold: {ex['gold']}; options: {', '.join(ex['options'])}\n"
                 f"- base chose: {ex.get('base_choice')}; answered: {ex['base'][:200]}\n"
                 f"- adapter chose: {ex.get('adapter_choice')}; answered: {ex['adapter'][:200]}\n")
+    for case in report.get("note_cases", []):
+        out += (f"\n**The note's question:** {case['question']}\n\n"
+                f"- base, closed-book: {case['base_closed'][:400]}\n- adapter, closed-book: {case['adapter_closed'][:400]}\n"
+                "- sources shown: " + "; ".join(f"[{i}] {t}" for i, t in enumerate(case["sources"], start=1))
+                + f"\n- base, with sources: {case['base_sources'][:400]}\n"
+                f"- adapter, with sources: {case['adapter_sources'][:400]}\n")
     for ex in report.get("cited_examples", []):
-        out += (f"\n**Q (with sources):** {ex['question']}\n\n- sources: "
+        out += (f"\n**Q ({ex.get('mode', 'with sources')}):** {ex['question']}\n\n- sources: "
                 + "; ".join(f"[{i}] {t}" for i, t in enumerate(ex["sources"], start=1))
                 + f"\n- base: {ex['base'][:400]}\n- adapter: {ex['adapter'][:400]}\n")
     return head + out + "\n"
+
+
+def render_checks_markdown(report: dict[str, Any]) -> str:
+    """Outside the specialty (base vs adapter, with intervals) and the adapter's open- vs closed-book gain."""
+    out = ""
+    outside = report.get("outside") or {}
+    if outside:
+        rows = [[row["label"], format_value(row["base"], _display_of(key)), format_value(row["adapter"], _display_of(key)),
+                 format_interval(row["interval"], _display_of(key)) if row.get("interval") else "", str(row["n"])]
+                for key, row in outside.items()]
+        out += ("\n\n### Outside the specialty\n\n"
+                + _md_table(["Check", "base", "adapter", "Δ [95 % CI]", "n"], rows))
+    checks = report.get("checks") or {}
+    for key, value in checks.items():
+        if key.startswith("adapter_rouge_l_") and isinstance(value, dict):
+            mode = key.removeprefix("adapter_rouge_l_").removesuffix("_minus_closed")
+            out += (f"\n\nAdapter ROUGE-L, {mode} minus closed-book (paired): {format_interval(value)}")
+    loops = checks.get("loop_stopped")
+    if loops:
+        out += "\n\nLoop stop triggered (answers cut at a repeat): " + "; ".join(
+            f"{name} " + ", ".join(f"{mode} {count}" for mode, count in modes.items()) for name, modes in loops.items())
+    return out
+
+
+def _display_of(key: str) -> str:
+    return "percent" if "accuracy" in key else "score"
 
 
 def _rich_table(title: str, caption: str | None, header: list[str], rows: list[list[str]]) -> Table:
@@ -235,6 +278,22 @@ def print_table(report: dict[str, Any], console: Console | None = None) -> None:
         if "adapter_parameter_bytes" in memory:
             console.print(f"LoRA parameters: {_mb(memory['adapter_parameter_bytes'])}; peak RSS "
                           f"{_mb(memory.get('peak_rss_bytes'))}")
+    outside = report.get("outside") or {}
+    if outside:
+        console.print(_rich_table("Outside the specialty (a good adapter stays within noise)", None,
+                                  ["Check", "base", "adapter", "Δ [95 % CI]", "n"],
+                                  [[row["label"], format_value(row["base"], _display_of(key)),
+                                    format_value(row["adapter"], _display_of(key)),
+                                    format_interval(row["interval"], _display_of(key)) if row.get("interval") else "",
+                                    str(row["n"])] for key, row in outside.items()]))
+    for key, value in (report.get("checks") or {}).items():
+        if key.startswith("adapter_rouge_l_") and isinstance(value, dict):
+            mode = key.removeprefix("adapter_rouge_l_").removesuffix("_minus_closed")
+            console.print(f"Adapter ROUGE-L, {mode} minus closed-book (paired): {format_interval(value)}")
+    gate = report.get("gate")
+    if gate:
+        console.print("Quality gate: " + ("[bold green]passed[/]" if gate["passed"] else
+                                          "[bold red]FAILED[/] — " + "; ".join(gate["failures"])))
 
 
 def write_reports(report: dict[str, Any], output_dir: Path, loss_curve: Path | None = None) -> tuple[Path, Path]:

@@ -26,7 +26,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from medlora.models.architecture import ModelSpec
-from medlora.training.encoding import prompt_uses_special_tokens
+from medlora.models.prompts import prompt_uses_special_tokens
 
 
 def rss_bytes() -> int:

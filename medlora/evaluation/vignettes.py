@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from medlora.data.records import QARecord, clean_text, normalise
+from medlora.data.records import QARecord, clean_answer, clean_text, normalise
 from medlora.evaluation.vocabulary import normalise_words
 
 MASK = "this condition"
@@ -127,7 +127,7 @@ def _distinctive_tokens(names: Sequence[str]) -> set[str]:
 def vignette_text(answer: str, names: Sequence[str], max_chars: int = DEFAULT_MAX_CHARS) -> str | None:
     """The findings of a symptoms answer with the disease's names removed; None when too little is left
     or a name would still give the diagnosis away."""
-    text = _BOILERPLATE_CUT.sub(" ", clean_text(answer))
+    text = _BOILERPLATE_CUT.sub(" ", clean_answer(answer))
     text = " ".join(s for s in _SENTENCE.split(text) if s and not s.rstrip().endswith("?") and not _LINK.search(s))
     text = _FRACTION.sub("", _PERCENT.sub("", text))
     text = _LIST_DASH.sub(", ", text)

@@ -1,7 +1,13 @@
-"""Batched greedy generation with per-answer latency, shared by evaluation and the service.
+"""The one generation path: batched greedy decoding with a loop stop and in-range citations.
 
-Both variants (base and adapter) go through this one function with the same token budget, so their
-numbers differ only by the adapter.
+Evaluation, the bot and the benchmarks all decode through :func:`decoding_kwargs`, so every figure describes
+the answers users get. Two guards run inside ``generate``:
+
+- **Loop stop.** Small models fall into loops ("Melanoma is a type of skin cancer ..." eleven times). Banning
+  repeated 4-grams was measured worse (it also bans repeating a multi-token clinical term); instead a row stops
+  as soon as its last ``loop_ngram`` tokens already occurred in its answer, and that repeated tail is cut.
+- **Citations in range.** With ``k`` numbered sources in the prompt, a ``[`` may only be followed by a digit
+  1..k, and never by a second digit: the raw output cannot cite a source it was not shown.
 """
 
 from __future__ import annotations
@@ -9,18 +15,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
 
 from medlora.models.architecture import ModelSpec
-from medlora.training.encoding import prompt_uses_special_tokens
+from medlora.models.prompts import prompt_uses_special_tokens
 
-
-# Greedy decoding, shared by evaluation and the bot so both see the same answers. Forbidding repeated token
-# 4-grams was tried against the loops small models fall into and measured worse (it also bans repeating a
-# multi-token clinical term): see docs/RESULTS.md.
 GREEDY_DECODING = {"do_sample": False, "num_beams": 1}
+LOOP_NGRAM = 12  # tokens; about two clinical phrases: a repeat this long is a loop, not a repeated term
 
 
 @dataclass
@@ -28,6 +39,126 @@ class Generation:
     text: str
     seconds: float  # wall time of the batch divided by its size: the amortised cost of one answer
     new_tokens: int
+    loop_stopped: bool = False  # the loop stop cut this answer
+
+
+class LoopStop(StoppingCriteria):
+    """Marks a row done when its last ``n`` generated tokens already occurred earlier in its answer."""
+
+    def __init__(self, prompt_length: int, n: int = LOOP_NGRAM) -> None:
+        self.prompt_length = prompt_length
+        self.n = n
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: object) -> torch.BoolTensor:
+        generated = input_ids[:, self.prompt_length :]
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        if generated.shape[1] <= self.n:
+            return done
+        for row in range(generated.shape[0]):
+            done[row] = repeats_tail(generated[row], self.n)
+        return done
+
+
+def repeats_tail(ids: torch.Tensor, n: int) -> bool:
+    """Whether the last ``n`` ids of ``ids`` occur earlier in ``ids`` (overlaps allowed)."""
+    if ids.shape[0] <= n:
+        return False
+    windows = ids[:-1].unfold(0, n, 1)
+    return bool((windows == ids[-n:]).all(dim=1).any())
+
+
+def cut_loop(ids: list[int], n: int = LOOP_NGRAM) -> tuple[list[int], bool]:
+    """``ids`` up to where a repeated ``n``-gram starts again (the loop stop's cut); ``(ids, cut?)``."""
+    seen: set[tuple[int, ...]] = set()
+    for end in range(n, len(ids) + 1):
+        gram = tuple(ids[end - n : end])
+        if gram in seen:
+            return ids[: end - n], True
+        seen.add(gram)
+    return ids, False
+
+
+@lru_cache(maxsize=8)
+def _bracket_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[frozenset[int], frozenset[int], dict[str, int]]:
+    """Token ids that open ``[``, that close ``]``, and the single-digit tokens, from the vocabulary."""
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    opening = frozenset(i for i, t in enumerate(tokens) if t and t.endswith("["))
+    closing = frozenset(i for i, t in enumerate(tokens) if t and "]" in t)
+    digits = {t: i for i, t in enumerate(tokens) if t in tuple("0123456789")}
+    return opening, closing, digits
+
+
+class CitationRange(LogitsProcessor):
+    """Inside ``[...]`` allow only the digits 1..``k`` (one digit per number): no invented source numbers."""
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_length: int, k: int | Sequence[int]) -> None:
+        self.opening, self.closing, digits = _bracket_tokens(tokenizer)
+        self.prompt_length = prompt_length
+        self.k = k if isinstance(k, int) else None
+        self.limits = [] if isinstance(k, int) else list(k)
+        self.digit_ids = [digits[str(d)] for d in range(10) if str(d) in digits]
+        self.allowed = {n: [digits[str(d)] for d in range(1, min(n, 9) + 1) if str(d) in digits] for n in range(10)}
+
+    def _limit(self, row: int) -> int:
+        return self.k if self.k is not None else self.limits[row]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_length :].tolist()
+        for row, ids in enumerate(generated):
+            inside = False
+            for token in ids:
+                if token in self.opening:
+                    inside = True
+                elif token in self.closing:
+                    inside = False
+            if not inside:
+                continue
+            banned = set(self.digit_ids)
+            if not (ids and ids[-1] in banned):  # a second digit in a row is never allowed
+                banned -= set(self.allowed[max(0, min(self._limit(row), 9))])
+            if banned:
+                scores[row, list(banned)] = float("-inf")
+        return scores
+
+
+def decoding_kwargs(
+    tokenizer: PreTrainedTokenizerBase,
+    prompt_length: int,
+    max_new_tokens: int,
+    *,
+    citations: int | Sequence[int] | None = None,
+    extra_stops: Sequence[StoppingCriteria] = (),
+) -> dict[str, object]:
+    """Keyword arguments for ``model.generate``: greedy, loop stop, and (with sources) the citation range.
+
+    ``prompt_length`` is the prompt's length in tokens for a decoder-only model and 0 for an encoder-decoder;
+    ``citations`` is the number of numbered sources per row (one int for all rows, or one per row).
+    """
+    stops = StoppingCriteriaList([LoopStop(prompt_length), *extra_stops])
+    processors = LogitsProcessorList()
+    if citations is not None:
+        processors.append(CitationRange(tokenizer, prompt_length, citations))
+    return {
+        **GREEDY_DECODING,
+        "max_new_tokens": max_new_tokens,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "stopping_criteria": stops,
+        "logits_processor": processors,
+    }
+
+
+def decode_new_tokens(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, spec: ModelSpec,
+                      row: list[int]) -> tuple[str, int, bool]:
+    """Text of one generated row: padding and everything from EOS dropped, a loop's repeated tail cut."""
+    ids = [t for t in row if t != tokenizer.pad_token_id]
+    if tokenizer.eos_token_id in ids:
+        ids = ids[: ids.index(tokenizer.eos_token_id)]
+    if spec.is_encoder_decoder and ids and ids[0] == model.config.decoder_start_token_id:
+        ids = ids[1:]
+    new_tokens = len(ids)
+    ids, looped = cut_loop(ids)
+    return tokenizer.decode(ids, skip_special_tokens=True).strip(), new_tokens, looped
 
 
 def generate_batch(
@@ -38,35 +169,26 @@ def generate_batch(
     *,
     max_new_tokens: int,
     adapter_names: Sequence[str] | None = None,
+    citations: int | Sequence[int] | None = None,
 ) -> list[Generation]:
     """Greedy-decode one batch of already-formatted prompts."""
     tokenizer.padding_side = "right" if spec.is_encoder_decoder else "left"  # decoder-only must pad left
     add_special = prompt_uses_special_tokens(tokenizer, spec)
     inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=add_special)
     inputs = inputs.to(next(model.parameters()).device)
-    kwargs = {}
+    prompt_length = 0 if spec.is_encoder_decoder else inputs["input_ids"].shape[1]
+    kwargs = decoding_kwargs(tokenizer, prompt_length, max_new_tokens, citations=citations)
     if adapter_names is not None:
         kwargs["adapter_names"] = list(adapter_names)
     started = time.perf_counter()
     with torch.inference_mode():
-        output = model.generate(
-            **inputs,
-            max_new_tokens=max_new_tokens,
-            **GREEDY_DECODING,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            **kwargs,
-        )
+        output = model.generate(**inputs, **kwargs)
     seconds = (time.perf_counter() - started) / len(prompts)
-    new = output if spec.is_encoder_decoder else output[:, inputs["input_ids"].shape[1] :]
+    new = output if spec.is_encoder_decoder else output[:, prompt_length:]
     results = []
-    for row in new:
-        ids = [t for t in row.tolist() if t not in (tokenizer.pad_token_id,)]
-        if tokenizer.eos_token_id in ids:
-            ids = ids[: ids.index(tokenizer.eos_token_id)]
-        if spec.is_encoder_decoder and ids and ids[0] == model.config.decoder_start_token_id:
-            ids = ids[1:]
-        results.append(Generation(tokenizer.decode(ids, skip_special_tokens=True).strip(), seconds, len(ids)))
+    for row in new.tolist():
+        text, new_tokens, looped = decode_new_tokens(tokenizer, model, spec, row)
+        results.append(Generation(text, seconds, new_tokens, looped))
     return results
 
 
@@ -78,13 +200,22 @@ def generate_answers(
     *,
     max_new_tokens: int,
     batch_size: int,
+    citations: Sequence[int] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> list[Generation]:
-    """Generate for many prompts, ``batch_size`` at a time; ``on_batch(n)`` drives a progress bar."""
-    results: list[Generation] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = prompts[start : start + batch_size]
-        results.extend(generate_batch(model, tokenizer, spec, chunk, max_new_tokens=max_new_tokens))
+    """Generate for many prompts, ``batch_size`` at a time; ``citations[i]`` = sources shown to prompt i.
+
+    Prompts are batched in order of length (and the answers put back in input order), so a batch pads little:
+    a short closed-book question never waits behind a long prompt with three sources.
+    """
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    results: dict[int, Generation] = {}
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        limits = [citations[i] for i in chunk] if citations is not None else None
+        generated = generate_batch(model, tokenizer, spec, [prompts[i] for i in chunk],
+                                   max_new_tokens=max_new_tokens, citations=limits)
+        results.update(zip(chunk, generated, strict=True))
         if on_batch:
             on_batch(len(chunk))
-    return results
+    return [results[i] for i in range(len(prompts))]

@@ -12,7 +12,39 @@ from transformers import PreTrainedTokenizerBase
 
 from medlora.models.architecture import ModelSpec
 
-SYSTEM_PROMPT = "You are a careful medical assistant. Answer precisely, using correct clinical terminology."
+SYSTEM_PROMPT = ("You are a careful medical assistant. Answer precisely, using correct clinical terminology, "
+                 "in the language of the question.")
+GROUNDED_INSTRUCTION = ("Answer from the sources above that are about the question, citing them as [n]. "
+                        "If none of them covers it, say so.")
+
+
+def prompt_uses_special_tokens(tokenizer: PreTrainedTokenizerBase, spec: ModelSpec) -> bool:
+    """A chat-templated prompt already carries its special tokens; adding BOS again would shift the format."""
+    return not (not spec.is_encoder_decoder and getattr(tokenizer, "chat_template", None))
+
+
+ZERO_WIDTH_SPACE = "\u200b"
+
+
+def _special_strings(tokenizer: PreTrainedTokenizerBase) -> list[str]:
+    specials = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    for token in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(token, "special", False):
+            specials.add(str(token))
+    return sorted((t for t in specials if len(t) > 1), key=len, reverse=True)
+
+
+def neutralise_special_tokens(tokenizer: PreTrainedTokenizerBase, text: str) -> str:
+    """Break every special-token string a user (or a source) typed, e.g. ``<|im_start|>system``.
+
+    The prompt is rendered as text and tokenized once, so a typed ``<|im_start|>`` would otherwise become the
+    real control token and open a fake system turn. A zero-width space after its first character keeps the
+    text readable and makes it tokenize as ordinary characters.
+    """
+    for special in _special_strings(tokenizer):
+        if special in text:
+            text = text.replace(special, special[0] + ZERO_WIDTH_SPACE + special[1:])
+    return text
 
 
 def format_sources(sources: Sequence[tuple[int, str, str]]) -> str:
@@ -27,11 +59,13 @@ def build_prompt(
     sources: Sequence[tuple[int, str, str]] = (),
 ) -> str:
     """The text the model sees before its answer."""
-    question = question.strip()
+    question = neutralise_special_tokens(tokenizer, question.strip())
+    sources = [(n, neutralise_special_tokens(tokenizer, title), neutralise_special_tokens(tokenizer, text))
+               for n, title, text in sources]
     if sources:
         question = (
             f"Sources:\n{format_sources(sources)}\n\n"
-            f"Using the sources above and citing them as [n], answer: {question}"
+            f"{GROUNDED_INSTRUCTION}\nQuestion: {question}"
         )
     if spec.is_encoder_decoder:
         return f"Answer the medical question: {question}"

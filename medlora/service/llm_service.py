@@ -50,7 +50,7 @@ from medlora.service.registry import (
 )
 from medlora.service.retrieval import Retrieved, SourceIndex
 from medlora.service.routing import RouteDecision, SpecialtyRouter, build_router, builtin_specialties
-from medlora.training.encoding import prompt_uses_special_tokens
+from medlora.models.prompts import prompt_uses_special_tokens
 
 log = logging.getLogger(__name__)
 
@@ -490,15 +490,10 @@ class LLMService:
             return None
         if not self._index_ready:
             self._index_ready = True
-            from medlora.data.sources.abstracts import default_abstracts_csv
-            from medlora.data.sources.medquad import default_medquad_dir
-            from medlora.models.embedded import default_cache_dir
-            from medlora.service.retrieval import load_or_build_default_index
+            from medlora.retrieval import configured_index
 
-            cache = Path(self.config.models.llm.cache_dir) if self.config.models.llm.cache_dir else default_cache_dir()
             try:
-                self._index = load_or_build_default_index(cache, default_medquad_dir(), default_abstracts_csv(),
-                                                          builtin_specialties())
+                self._index = configured_index(self.config)
             except (MedloraError, ValueError, OSError) as err:
                 log.warning("answers will have no sources: the source index could not be built (%s)", err)
         return self._index

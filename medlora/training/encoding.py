@@ -9,21 +9,19 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from medlora.data.records import QARecord, snippet
+from medlora.data.records import QARecord, normalise
 from medlora.models.architecture import ModelSpec
-from medlora.models.prompts import build_prompt
+from medlora.models.prompts import build_prompt, prompt_uses_special_tokens
+from medlora.retrieval import Source, SourceIndex, document_key, sources_from_records
 
 IGNORE_INDEX = -100  # positions the loss skips (prompt and padding)
-
-
-def prompt_uses_special_tokens(tokenizer: PreTrainedTokenizerBase, spec: ModelSpec) -> bool:
-    """A chat-templated prompt already carries its special tokens; adding BOS again would shift the format."""
-    return not (not spec.is_encoder_decoder and getattr(tokenizer, "chat_template", None))
 
 
 def encode_record(
@@ -42,8 +40,8 @@ def encode_record(
     if spec.is_encoder_decoder:
         labels = answer_ids[: max_length - 1] + [eos]
         return {"input_ids": prompt_ids, "attention_mask": [1] * len(prompt_ids), "labels": labels}
-    # Decoder-only: keep at most half the budget for the prompt so long questions never crowd out the answer.
-    prompt_ids = prompt_ids[-(max_length // 2) :]
+    # Decoder-only: a grounded prompt may take most of the budget, but never the answer's first third.
+    prompt_ids = prompt_ids[-(max_length - max_length // 3) :]
     answer_ids = (answer_ids + [eos])[: max_length - len(prompt_ids)]
     input_ids = prompt_ids + answer_ids
     labels = [IGNORE_INDEX] * len(prompt_ids) + answer_ids
@@ -51,6 +49,7 @@ def encode_record(
 
 
 _FIRST_SENTENCE_END = re.compile(r"(?<=[a-z0-9)][.!?])(?=\s+[A-Z])")
+NOT_COVERED = "The sources above do not cover this question; from general medical knowledge:"
 
 
 def cite_in_answer(answer: str, number: int) -> str:
@@ -61,28 +60,74 @@ def cite_in_answer(answer: str, number: int) -> str:
     return f"{answer[: match.start() - 1]} [{number}]{answer[match.start() - 1 :]}"
 
 
-def with_cited_sources(
-    records: Sequence[QARecord], fraction: float, seed: int, top_k: int = 3
-) -> list[tuple[QARecord, list[tuple[int, str, str]], str]]:
-    """Rows ``(record, sources, answer)``; a seeded ``fraction`` of them answer from sources, citing them.
+@dataclass(frozen=True)
+class Grounding:
+    """How training examples carry sources (RAFT-style): see :func:`grounded_rows`."""
 
-    A cited row puts the record's own document among ``top_k`` sources (the others from different diseases,
-    in random order) exactly as the bot's prompt shows retrieved sources, and cites it after the first
-    sentence. Without such rows a small model never learns the ``[n]`` convention the bot relies on.
+    fraction: float = 0.0  # share of examples shown with k retrieved sources
+    distractor_only: float = 0.0  # of those, the share whose own passage is left out
+    top_k: int = 3
+
+
+Row = tuple[QARecord, list[tuple[int, str, str]], str]
+
+
+def grounded_rows(
+    records: Sequence[QARecord],
+    grounding: Grounding,
+    seed: int,
+    index: SourceIndex | None = None,
+    mask: np.ndarray | None = None,
+) -> list[Row]:
+    """Rows ``(record, sources, target)``, seeded, in the bot's prompt format.
+
+    A grounded row shows ``top_k`` numbered sources: the record's own passage (its oracle) among distractors
+    that BM25 retrieves for the question from ``index`` — hard negatives, never the same disease, never a
+    passage ``mask`` removes (validation and test diseases) — and its target cites the oracle as ``[n]``.
+    A ``distractor_only`` share leaves the oracle out; its target says the sources do not cover the question
+    before answering, so the model learns to tell a supporting source from a look-alike. Without an index,
+    distractors are other records of the training set. The rest are plain closed-book rows.
     """
     rng = random.Random(seed)
-    rows = []
+    rows: list[Row] = []
     for record in records:
-        if fraction <= 0 or rng.random() >= fraction or len(records) < top_k:
+        if grounding.fraction <= 0 or rng.random() >= grounding.fraction:
             rows.append((record, [], record.answer))
             continue
-        others = [o for o in rng.sample(list(records), min(len(records), 4 * top_k))
-                  if o.split_group() != record.split_group()][: top_k - 1]
-        documents = [record, *others]
-        rng.shuffle(documents)
-        sources = [(i, d.focus or d.question, snippet(d.answer)) for i, d in enumerate(documents, start=1)]
-        rows.append((record, sources, cite_in_answer(record.answer, documents.index(record) + 1)))
+        distractors = _distractors(record, records, grounding.top_k, rng, index, mask)
+        if not distractors:
+            rows.append((record, [], record.answer))
+            continue
+        own = sources_from_records([record], "train")
+        if rng.random() < grounding.distractor_only or not own:
+            shown = distractors[: grounding.top_k]
+            rows.append((record, _numbered(shown), f"{NOT_COVERED} {record.answer}"))
+            continue
+        shown = [*distractors[: grounding.top_k - 1], own[0][0]]
+        rng.shuffle(shown)
+        rows.append((record, _numbered(shown), cite_in_answer(record.answer, shown.index(own[0][0]) + 1)))
     return rows
+
+
+def _numbered(sources: Sequence[Source]) -> list[tuple[int, str, str]]:
+    return [(n, s.title, s.text) for n, s in enumerate(sources, start=1)]
+
+
+def _distractors(record: QARecord, records: Sequence[QARecord], k: int, rng: random.Random,
+                 index: SourceIndex | None, mask: np.ndarray | None) -> list[Source]:
+    """Up to ``k`` sources that look relevant to ``record`` but are not about its disease."""
+    names = {normalise(n) for n in (record.focus, *record.synonyms) if n}
+    own_document = document_key(record)
+
+    def unrelated(source: Source) -> bool:
+        return (source.document != own_document and normalise(source.focus) not in names
+                and not set(source.cuis) & set(record.cuis))
+
+    if index is not None:
+        hits = index.search(record.question, 4 * k, mask=mask)
+        return [h.source for h in hits if unrelated(h.source)][:k]
+    pool = [o for o in rng.sample(list(records), min(len(records), 4 * k)) if o.split_group() != record.split_group()]
+    return [s for s, _ in sources_from_records(pool, "train") if unrelated(s)][:k]
 
 
 def build_dataset(
@@ -90,13 +135,16 @@ def build_dataset(
     tokenizer: PreTrainedTokenizerBase,
     spec: ModelSpec,
     max_length: int,
-    cited_fraction: float = 0.0,
+    grounding: Grounding = Grounding(),
     seed: int = 0,
+    *,
+    index: SourceIndex | None = None,
+    mask: np.ndarray | None = None,
 ) -> Dataset:
     rows: list[dict[str, Any]] = [
         {"question": r.question, "answer": answer,
          "sources": [{"number": n, "title": title, "text": text} for n, title, text in sources]}
-        for r, sources, answer in with_cited_sources(records, cited_fraction, seed)
+        for r, sources, answer in grounded_rows(records, grounding, seed, index, mask)
     ]
     dataset = Dataset.from_list(rows)
     return dataset.map(

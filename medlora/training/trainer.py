@@ -18,8 +18,9 @@ from medlora.data.prepare import load_manifest, load_split
 from medlora.fsutil import atomic_directory
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.models.quantization import is_quantized
+from medlora.retrieval import configured_index, leakage_filter
 from medlora.training.checkpoints import FingerprintCallback, clear_checkpoints, prepare_checkpoints, run_fingerprint
-from medlora.training.encoding import IGNORE_INDEX, build_dataset
+from medlora.training.encoding import IGNORE_INDEX, Grounding, build_dataset
 from medlora.training.lora import build_lora_config
 from medlora.training.model_card import write_metadata
 
@@ -50,6 +51,25 @@ def _precision_flags() -> dict[str, bool]:
     if torch.cuda.is_bf16_supported():
         return {"bf16": True, "fp16": False}
     return {"bf16": False, "fp16": True}
+
+
+def grounding_of(tcfg: Any) -> Grounding:
+    return Grounding(tcfg.grounded_fraction, tcfg.distractor_only_fraction, tcfg.top_k_sources)
+
+
+def training_index(cfg: MedloraConfig, data_dir: str | Path) -> dict[str, Any]:
+    """The bot's source index with every validation and test disease masked out (``index``/``mask`` kwargs).
+
+    Grounded examples draw their distractors from it, so training never reads a held-out passage.
+    """
+    if cfg.training.grounded_fraction <= 0:
+        return {}
+    index = configured_index(cfg)
+    if index is None:
+        return {}
+    held_out = [r for split in ("validation", "test") if (Path(data_dir) / f"{split}.jsonl").is_file()
+                for r in load_split(data_dir, split)]
+    return {"index": index, "mask": index.mask(leakage_filter(held_out))}
 
 
 def checkpoint_dir_for(adapter_dir: Path) -> Path:
@@ -108,15 +128,19 @@ def train_adapter(
     model, tokenizer, spec = loaded.model, loaded.tokenizer, loaded.spec
     if is_quantized(model):
         model = prepare_model_for_kbit_training(model)
-    set_seed(tcfg.seed)  # LoRA A is drawn from the global RNG: same seed, same adapter (and a resumable run)
-    peft_model = get_peft_model(model, build_lora_config(tcfg, spec))
+    # LoRA's A matrices are drawn from torch's RNG when the adapter is created, before the Trainer seeds
+    # anything: without this, the same seed trained a different adapter on every run.
+    set_seed(tcfg.seed)
+    peft_model = get_peft_model(
+        model, build_lora_config(tcfg, spec, getattr(model.config, "num_hidden_layers", None)))
     trainable, total = peft_model.get_nb_trainable_parameters()
     log.info("trainable params: %s || all params: %s || trainable%%: %.4f", f"{trainable:,}", f"{total:,}",
              100 * trainable / total)
 
     train_records = load_split(data_dir, "train")[: tcfg.max_train_samples]
     val_records = load_split(data_dir, "validation")[: tcfg.max_eval_samples]
-    train_ds = build_dataset(train_records, tokenizer, spec, tcfg.max_length, tcfg.cited_fraction, tcfg.seed)
+    train_ds = build_dataset(train_records, tokenizer, spec, tcfg.max_length, grounding_of(tcfg), tcfg.seed,
+                             **training_index(cfg, data_dir))
     val_ds = build_dataset(val_records, tokenizer, spec, tcfg.max_length) if val_records else None
     train_tokens = int(sum(len(ids) for ids in train_ds["input_ids"]) * tcfg.epochs)
 
@@ -138,6 +162,8 @@ def train_adapter(
         eval_strategy="epoch" if val_ds is not None else "no",
         report_to=[],
         seed=tcfg.seed,
+        data_seed=tcfg.seed,
+        train_sampling_strategy="group_by_length",  # batches of similar length: little padding to compute
         label_names=["labels"],
         remove_unused_columns=False,
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -217,7 +243,8 @@ def save_adapter(
                 "gradient_accumulation_steps": tcfg.gradient_accumulation_steps,
                 "learning_rate": tcfg.learning_rate, "warmup_ratio": tcfg.warmup_ratio,
                 "max_grad_norm": tcfg.max_grad_norm, "max_length": tcfg.max_length,
-                "max_train_samples": tcfg.max_train_samples, "cited_fraction": tcfg.cited_fraction,
+                "max_train_samples": tcfg.max_train_samples, "grounded_fraction": tcfg.grounded_fraction,
+                "distractor_only_fraction": tcfg.distractor_only_fraction, "top_k_sources": tcfg.top_k_sources,
                 "seed": tcfg.seed,
             },
             "training": _result_summary(result),

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
+
 from medlora.data.records import QARecord
 from medlora.errors import MedloraError
 
@@ -41,7 +43,28 @@ class Metric:
     needs_vocabulary: ClassVar[bool] = False  # the evaluation then puts the specialty's vocabulary in extras
 
     def compute(self, samples: Sequence[EvalSample]) -> float | None:
+        if not samples:
+            return None
+        return self.from_stats(self.stats(samples).sum(axis=0))
+
+    def stats(self, samples: Sequence[EvalSample]) -> np.ndarray:
+        """Additive per-sample statistics, one row per sample: what the paired bootstrap resamples.
+
+        The default is ``[value, 1]`` for a scored sample and ``[0, 0]`` for one :meth:`value` cannot score, so
+        :meth:`from_stats` gives the mean over scored samples.
+        """
+        rows = []
+        for sample in samples:
+            value = self.value(sample)
+            rows.append((0.0, 0.0) if value is None else (float(value), 1.0))
+        return np.array(rows, dtype=np.float64).reshape(len(rows), 2)
+
+    def value(self, sample: EvalSample) -> float | None:
+        """One sample's score (``None``: not scorable); metrics that are not means override :meth:`stats`."""
         raise NotImplementedError
+
+    def from_stats(self, totals: np.ndarray) -> float | None:
+        return float(totals[0] / totals[1]) if totals[1] else None
 
 
 def mean_or_none(values: Sequence[float]) -> float | None:

@@ -18,6 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from medlora.data.records import normalise
 from medlora.evaluation.metrics.base import EvalSample, Metric, register
 
@@ -78,10 +80,8 @@ class CitationRelevance(Metric):
     display = "percent"
     task = "cited"
 
-    def compute(self, samples: Sequence[EvalSample]) -> float | None:
-        judgements = [judge(s) for s in samples]
-        cited = sum(j.cited for j in judgements)
-        return sum(j.relevant for j in judgements) / cited if cited else None
+    def stats(self, samples: Sequence[EvalSample]) -> np.ndarray:
+        return np.array([(j.relevant, j.cited) for j in map(judge, samples)], dtype=np.float64).reshape(-1, 2)
 
 
 @register
@@ -93,10 +93,8 @@ class CitationCoverage(Metric):
     display = "percent"
     task = "cited"
 
-    def compute(self, samples: Sequence[EvalSample]) -> float | None:
-        if not samples:
-            return None
-        return sum(judge(s).cited > 0 for s in samples) / len(samples)
+    def value(self, sample: EvalSample) -> float | None:
+        return float(judge(sample).cited > 0)
 
 
 @register
@@ -109,7 +107,8 @@ class InventedCitations(Metric):
     task = "cited"
     higher_is_better = False
 
-    def compute(self, samples: Sequence[EvalSample]) -> float | None:
-        if not samples:
-            return None
-        return float(sum(judge(s).invented for s in samples))
+    def stats(self, samples: Sequence[EvalSample]) -> np.ndarray:
+        return np.array([(judge(s).invented, 1.0) for s in samples], dtype=np.float64).reshape(-1, 2)
+
+    def from_stats(self, totals: np.ndarray) -> float | None:
+        return float(totals[0]) if totals[1] else None

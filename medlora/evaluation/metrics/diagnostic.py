@@ -7,9 +7,7 @@ Samples are vignettes (``task = "vignette"``): ``record.question`` is the vignet
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from medlora.evaluation.metrics.base import EvalSample, Metric, mean_or_none, register
+from medlora.evaluation.metrics.base import EvalSample, Metric, register
 from medlora.evaluation.vignettes import mentions_any, names_of
 
 
@@ -27,9 +25,10 @@ class DiagnosticMultipleChoice(Metric):
     display = "percent"
     task = "vignette"
 
-    def compute(self, samples: Sequence[EvalSample]) -> float | None:
-        scored = [s for s in samples if s.extras.get("choice") is not None and s.extras.get("answer_index", -1) >= 0]
-        return mean_or_none([float(s.extras["choice"] == s.extras["answer_index"]) for s in scored])
+    def value(self, sample: EvalSample) -> float | None:
+        if sample.extras.get("choice") is None or sample.extras.get("answer_index", -1) < 0:
+            return None
+        return float(sample.extras["choice"] == sample.extras["answer_index"])
 
 
 @register
@@ -41,5 +40,5 @@ class DiagnosticFreeText(Metric):
     display = "percent"
     task = "vignette"
 
-    def compute(self, samples: Sequence[EvalSample]) -> float | None:
-        return mean_or_none([float(free_text_correct(s)) for s in samples])
+    def value(self, sample: EvalSample) -> float | None:
+        return float(free_text_correct(sample))

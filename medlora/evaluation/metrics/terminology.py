@@ -6,10 +6,8 @@ evaluation puts the specialty's cached vocabulary there). See ``docs/EVALUATION.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from medlora.errors import MedloraError
-from medlora.evaluation.metrics.base import EvalSample, Metric, mean_or_none, register
+from medlora.evaluation.metrics.base import EvalSample, Metric, register
 from medlora.evaluation.vocabulary import Vocabulary
 
 
@@ -45,9 +43,8 @@ class TerminologyRecall(Metric):
     display = "percent"
     needs_vocabulary = True
 
-    def compute(self, samples: Sequence[EvalSample]) -> float | None:
-        scores = [term_recall(_vocabulary(s), s.reference, s.prediction) for s in samples]
-        return mean_or_none([x for x in scores if x is not None])
+    def value(self, sample: EvalSample) -> float | None:
+        return term_recall(_vocabulary(sample), sample.reference, sample.prediction)
 
 
 @register
@@ -59,6 +56,5 @@ class TerminologyPrecision(Metric):
     display = "percent"
     needs_vocabulary = True
 
-    def compute(self, samples: Sequence[EvalSample]) -> float | None:
-        scores = [term_precision(_vocabulary(s), s.prediction) for s in samples]
-        return mean_or_none([x for x in scores if x is not None])
+    def value(self, sample: EvalSample) -> float | None:
+        return term_precision(_vocabulary(sample), sample.prediction)

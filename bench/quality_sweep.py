@@ -1,0 +1,285 @@
+#!/usr/bin/env python3
+"""Choose the training recipe by measurement: train variants on the train split, score them on VALIDATION.
+
+Every variant trains on the same seeded training examples of the prepared dermatology split and is scored on
+the validation split only (the test split is never read here), base vs adapter, paired by question, in the
+closed-book and open-book modes, plus the checks outside the specialty (another specialty's validation
+questions and yes/no reading checks over abstracts). The base is answered once and shared by all variants.
+
+The winner is the variant whose *worse* ROUGE-L lower bound (closed-book or open-book) is highest, among the
+variants that are not measurably worse on terminology or outside the specialty; docs/RESULTS.md explains it.
+
+Usage::
+
+    python bench/quality_sweep.py                    # all variants, results in bench/results/quality_sweep.*
+    python bench/quality_sweep.py --variants all-linear-r16,note-qv-r8 --train-samples 160
+
+Results are written after every variant, so an interrupted sweep keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from peft import PeftModel
+from rich.progress import Progress
+
+from medlora.config import MedloraConfig, load_config
+from medlora.data.prepare import prepare_dataset
+from medlora.evaluation.context import build_context, cache_dir
+from medlora.evaluation.forgetting import OutsideSet, build_outside, run_outside, score_outside
+from medlora.evaluation.runs import VariantRun, compare, compare_modes, run_variant, score_run
+from medlora.models.generation import Generation
+from medlora.models.loading import load_from_config
+from medlora.retrieval import configured_index
+from medlora.training.trainer import train_adapter
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+ATTENTION = ["q_proj", "k_proj", "v_proj", "o_proj"]
+QV = ["q_proj", "v_proj"]
+
+# name -> config overrides. The first is the original note's recipe (closed-book training only).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "note-qv-r8": {"training.target_modules": QV, "training.lora_r": 8, "training.lora_alpha": 32,
+                   "training.learning_rate": 3e-4, "training.grounded_fraction": 0.0},
+    "qv-r8-grounded": {"training.target_modules": QV, "training.lora_r": 8, "training.lora_alpha": 32,
+                       "training.learning_rate": 3e-4, "training.grounded_fraction": 0.6},
+    "all-linear-r16": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16, "training.lora_alpha": 32,
+                       "training.learning_rate": 5e-4, "training.grounded_fraction": 0.6},
+    "all-linear-r16-closed": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16,
+                              "training.lora_alpha": 32, "training.learning_rate": 5e-4,
+                              "training.grounded_fraction": 0.0},
+    "all-linear-r16-lr1e-3": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16,
+                              "training.lora_alpha": 32, "training.learning_rate": 1e-3,
+                              "training.grounded_fraction": 0.6},
+    "attention-r16": {"training.target_modules": ATTENTION, "training.lora_r": 16, "training.lora_alpha": 32,
+                      "training.learning_rate": 5e-4, "training.grounded_fraction": 0.6},
+    "all-linear-r32": {"training.target_modules": ALL_LINEAR, "training.lora_r": 32, "training.lora_alpha": 64,
+                       "training.learning_rate": 5e-4, "training.grounded_fraction": 0.6},
+    "all-linear-r16-top15": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16, "training.lora_alpha": 32,
+                             "training.learning_rate": 5e-4, "training.grounded_fraction": 0.6,
+                             "training.lora_top_layers": 15},
+    "all-linear-r16-top15-lr1e-3-n320": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16,
+                                         "training.lora_alpha": 32, "training.learning_rate": 1e-3,
+                                         "training.grounded_fraction": 0.6, "training.lora_top_layers": 15,
+                                         "training.max_train_samples": 320},
+    "all-linear-r16-grounded0.9": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16,
+                                   "training.lora_alpha": 32, "training.learning_rate": 5e-4,
+                                   "training.grounded_fraction": 0.9},
+}
+METRICS = ["bleu", "rouge_l", "terminology_recall", "inheritance_accuracy", "looping_answers",
+           "citation_relevance", "citation_coverage", "citations_invented"]
+MODES = ["closed", "open"]
+
+
+def base_config(args: argparse.Namespace) -> MedloraConfig:
+    return load_config(args.config).with_overrides({
+        "training.epochs": args.epochs,
+        "training.max_train_samples": args.train_samples,
+        "training.max_eval_samples": 32,
+        "training.max_length": args.max_length,
+        "training.logging_steps": 4,
+        "training.save_steps": 10_000,
+        "evaluation.max_samples": args.val_samples,
+        "evaluation.max_new_tokens": args.max_new_tokens,
+        "evaluation.metrics": METRICS,
+        "evaluation.modes": MODES,
+        "evaluation.vignettes": 0,
+        "evaluation.outside_samples": args.outside_samples,
+        "evaluation.reading_checks": args.reading_checks,
+    })
+
+
+def ensure_prepared(cfg: MedloraConfig, specialty: str) -> Path:
+    out = Path(cfg.data.output_dir.format(specialty=specialty))
+    if not (out / "manifest.json").is_file():
+        prepare_dataset(cfg.with_overrides({"data.specialty": specialty}).data, output_dir=out)
+    return out
+
+
+def summarise_variant(name: str, overrides: dict[str, Any], train: Any, scores: dict[str, dict[str, Any]],
+                      intervals: dict[str, Any], checks: dict[str, Any], outside: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "variant": name,
+        "overrides": overrides,
+        "train_seconds": round(train.seconds, 1),
+        "train_tokens_per_s": round(train.train_tokens / max(train.seconds, 1e-9), 1),
+        "validation_loss": train.eval_loss,
+        "trainable_params": train.trainable_params,
+        "scores": scores,
+        "intervals": {k: v.to_json() for k, v in intervals.items()},
+        "checks": checks,
+        "outside": outside,
+    }
+
+
+def selection_score(row: dict[str, Any]) -> float:
+    """The worse of the closed- and open-book ROUGE-L lower bounds; -inf when a guard fails."""
+    iv = row["intervals"]
+    for key in ("terminology_recall@closed", "terminology_recall@open"):
+        if key in iv and iv[key]["high"] < 0:
+            return float("-inf")
+    if any(r.get("interval") and r["interval"]["high"] < 0 for r in row["outside"].values()):
+        return float("-inf")
+    return min(iv.get("rouge_l@closed", {}).get("low", float("-inf")),
+               iv.get("rouge_l@open", {}).get("low", float("-inf")))
+
+
+def _cell(iv: dict[str, Any] | None, percent: bool = False) -> str:
+    if not iv:
+        return "–"
+    f = (lambda x: f"{100 * x:+.1f}") if percent else (lambda x: f"{x:+.3f}")
+    return f"{f(iv['delta'])} [{f(iv['low'])}, {f(iv['high'])}]"
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    lines = [
+        f"Validation split, {result['settings']['val_samples']} questions, closed-book and open-book; "
+        f"{result['settings']['train_samples']} training examples, {result['settings']['epochs']} epoch(s), "
+        f"max length {result['settings']['max_length']}; Δ = adapter − base with paired-bootstrap 95 % CI "
+        f"(ROUGE-L/BLEU in score units, others in percentage points). Base: ROUGE-L closed "
+        f"{result['base']['rouge_l@closed']:.3f}, open {result['base']['rouge_l@open']:.3f}.",
+        "",
+        "| variant | train s | val loss | ROUGE-L Δ closed | ROUGE-L Δ open | BLEU Δ closed | BLEU Δ open | "
+        "terms Δ closed (pp) | terms Δ open (pp) | loops closed/open | cites ≥1 / relevant (open) | "
+        "outside: reading Δ (pp) | outside: other specialty ROUGE-L Δ |",
+        "|" + " --- |" * 13,
+    ]
+    for row in result["variants"]:
+        iv, sc = row["intervals"], row["scores"]["adapter"]
+        outside = row["outside"]
+        reading = outside.get("reading_check_accuracy", {}).get("interval")
+        other = next((r.get("interval") for k, r in outside.items() if k.startswith("rouge_l@")), None)
+
+        def pct(key: str) -> str:
+            value = sc.get(key)
+            return "–" if value is None else f"{100 * value:.0f} %"
+
+        lines.append(
+            f"| {row['variant']}{' **(chosen)**' if row['variant'] == result.get('chosen') else ''} | "
+            f"{row['train_seconds']:.0f} | {row['validation_loss']:.3f} | {_cell(iv.get('rouge_l@closed'))} | "
+            f"{_cell(iv.get('rouge_l@open'))} | {_cell(iv.get('bleu@closed'))} | {_cell(iv.get('bleu@open'))} | "
+            f"{_cell(iv.get('terminology_recall@closed'), True)} | {_cell(iv.get('terminology_recall@open'), True)} | "
+            f"{pct('looping_answers@closed')} / {pct('looping_answers@open')} | "
+            f"{pct('citation_coverage@open')} / {pct('citation_relevance@open')} | {_cell(reading, True)} | "
+            f"{_cell(other)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fingerprint(args: argparse.Namespace, data_dir: Path) -> str:
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "variants")}
+    manifest = (data_dir / "manifest.json").read_text(encoding="utf-8")
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + manifest.encode()).hexdigest()[:16]
+
+
+def _save_base(path: Path, run: VariantRun, outside: OutsideSet) -> None:
+    """The base's answers, so later sweeps with the same settings and data do not regenerate them."""
+    data = {"answers": {m: [asdict(g) for g in gens] for m, gens in run.answers.items()},
+            "outside": {s: {m: [asdict(g) for g in gens] for m, gens in r.answers.items()}
+                        for s, r in outside.answers["base"].items()},
+            "choices": outside.choices.get("base", [])}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+
+def _load_base(path: Path, outside: OutsideSet) -> VariantRun | None:
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text(encoding="utf-8"))
+    outside.answers["base"] = {s: VariantRun(answers={m: [Generation(**g) for g in gens] for m, gens in r.items()})
+                               for s, r in data["outside"].items()}
+    outside.choices["base"] = data["choices"]
+    return VariantRun(answers={m: [Generation(**g) for g in gens] for m, gens in data["answers"].items()})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="config.yaml")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--train-samples", type=int, default=160)
+    parser.add_argument("--epochs", type=float, default=1.0)
+    parser.add_argument("--max-length", type=int, default=320)
+    parser.add_argument("--val-samples", type=int, default=60)
+    parser.add_argument("--max-new-tokens", type=int, default=64)
+    parser.add_argument("--outside-samples", type=int, default=20)
+    parser.add_argument("--reading-checks", type=int, default=30)
+    parser.add_argument("--out", default="bench/results/quality_sweep")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    wanted = [v.strip() for v in args.variants.split(",") if v.strip()]
+    cfg = base_config(args)
+    data_dir = ensure_prepared(cfg, "dermatology")
+    ensure_prepared(cfg, "cardiology")
+    loaded = load_from_config(cfg.models.llm)
+    index = configured_index(cfg)
+    ctx = build_context(cfg, data_dir, METRICS, index=index, split="validation")
+    outside = build_outside(cfg, "dermatology", index, split="validation")
+    budget = {"max_new_tokens": cfg.evaluation.max_new_tokens, "vignette_max_new_tokens": 1,
+              "batch_size": cfg.evaluation.batch_size}
+    resamples, seed = cfg.evaluation.bootstrap_resamples, cfg.evaluation.seed
+    out_json, out_md = Path(f"{args.out}.json"), Path(f"{args.out}.md")
+    out_json.parent.mkdir(parents=True, exist_ok=True)
+    result: dict[str, Any] = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "config", "variants")},
+        "validation_questions": len(ctx.records), "variants": [],
+    }
+    scratch = Path(tempfile.mkdtemp(prefix="medlora-sweep-"))
+    cache = cache_dir(cfg) / f"sweep-base-{_fingerprint(args, data_dir)}.json"
+    base_run = _load_base(cache, outside)
+    if base_run is None:
+        with Progress() as progress:
+            base_run = run_variant(loaded.model, loaded, ctx, progress=progress, label="base", **budget)
+            run_outside(outside, "base", loaded.model, loaded, cfg, progress)
+        _save_base(cache, base_run, outside)
+    result["base"] = score_run(ctx, base_run, METRICS)
+    if out_json.is_file():  # keep what earlier runs with the same settings measured
+        earlier = json.loads(out_json.read_text(encoding="utf-8"))
+        if earlier.get("settings") == result["settings"]:
+            result["variants"] = [r for r in earlier.get("variants", []) if r["variant"] not in wanted]
+    try:
+        for name in wanted:
+            overrides = VARIANTS[name]
+            vcfg = cfg.with_overrides(overrides)
+            started = time.perf_counter()
+            train = train_adapter(vcfg, data_dir, scratch / name, loaded=load_from_config(vcfg.models.llm))
+            peft_model = PeftModel.from_pretrained(loaded.model, str(scratch / name))
+            peft_model.eval()
+            with Progress() as progress:
+                run = run_variant(peft_model, loaded, ctx, progress=progress, label=name, **budget)
+                run_outside(outside, "adapter", peft_model, loaded, cfg, progress)
+            peft_model.unload()
+            intervals = compare(ctx, base_run, run, METRICS, resamples=resamples, seed=seed)
+            open_gain = compare_modes(ctx, run, "rouge_l", "open", "closed", resamples=resamples, seed=seed)
+            checks = {"adapter_rouge_l_open_minus_closed": open_gain.to_json() if open_gain else None,
+                      "loop_stopped": {m: sum(g.loop_stopped for g in gens) for m, gens in run.answers.items()},
+                      "wall_seconds": round(time.perf_counter() - started, 1)}
+            row = summarise_variant(name, overrides, train,
+                                    {"adapter": score_run(ctx, run, METRICS)}, intervals, checks,
+                                    score_outside(outside, resamples, seed))
+            row["selection_score"] = selection_score(row)
+            result["variants"].append(row)
+            ranked = [r for r in result["variants"] if r["selection_score"] > float("-inf")]
+            result["chosen"] = max(ranked, key=lambda r: r["selection_score"])["variant"] if ranked else None
+            out_json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+            out_md.write_text(render_markdown(result), encoding="utf-8")
+            print(f"{name}: ROUGE-L closed {_cell(row['intervals'].get('rouge_l@closed'))}, "
+                  f"open {_cell(row['intervals'].get('rouge_l@open'))}", flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"chosen: {result.get('chosen')}; results in {out_json} and {out_md}")
+
+
+if __name__ == "__main__":
+    main()

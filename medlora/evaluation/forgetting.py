@@ -1,0 +1,156 @@
+"""Outside the specialty: does the adapter change what the model does on questions it was not trained for?
+
+Two checks, each base vs adapter with a paired interval (a good adapter stays within noise):
+
+- **other specialties** — closed-book answers to another specialty's held-out questions (its prepared split);
+- **reading check** — yes/no questions over medical abstracts ("Is this abstract about nervous system
+  diseases?"), built from the abstracts' labels: half ask about the abstract's own class, half about another,
+  scored by log-likelihood of "Yes" vs "No", so it measures reading, not generation style.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from medlora.config import MedloraConfig
+from medlora.data.records import QARecord
+from medlora.data.sources.abstracts import iter_abstracts
+from medlora.evaluation.bootstrap import paired_bootstrap
+from medlora.evaluation.context import EvaluationContext, data_path, build_context
+from medlora.evaluation.likelihood import choose, score_options
+from medlora.evaluation.metrics import get_metric
+from medlora.evaluation.metrics.base import EvalSample, Metric, register
+from medlora.evaluation.runs import VariantRun, run_variant, samples_of
+from medlora.models.loading import LoadedModel
+from medlora.models.prompts import build_prompt
+from medlora.retrieval import SourceIndex
+
+OPTIONS = ["Yes", "No"]
+ABSTRACT_CHARS = 700
+
+
+@dataclass(frozen=True)
+class ReadingCheck:
+    question: str
+    answer_index: int  # 0 = yes, 1 = no
+    condition: str
+    row: int
+
+
+def build_reading_checks(abstracts_csv: Path, n: int, seed: int) -> list[ReadingCheck]:
+    """``n`` seeded yes/no questions, balanced between yes and no."""
+    abstracts = list(iter_abstracts(abstracts_csv))
+    conditions = sorted({a.condition for a in abstracts if a.condition})
+    if len(conditions) < 2 or n <= 0:
+        return []
+    rng = random.Random(seed)
+    chosen = rng.sample(abstracts, min(n, len(abstracts)))
+    checks = []
+    for i, abstract in enumerate(chosen):
+        yes = i % 2 == 0
+        asked = abstract.condition if yes else rng.choice([c for c in conditions if c != abstract.condition])
+        body = abstract.text[:ABSTRACT_CHARS].rsplit(" ", 1)[0]
+        question = (f"Abstract: {body}\n\nIs this abstract about {asked.lower()}? Answer yes or no.")
+        checks.append(ReadingCheck(question, 0 if yes else 1, asked, abstract.row))
+    return checks
+
+
+def reading_samples(checks: list[ReadingCheck], choices: list[int | None]) -> list[EvalSample]:
+    return [EvalSample(QARecord(c.question, OPTIONS[c.answer_index], "reading-check"), "",
+                       {"choice": choice, "answer_index": c.answer_index})
+            for c, choice in zip(checks, choices, strict=True)]
+
+
+@register
+class ReadingCheckAccuracy(Metric):
+    """Share of yes/no reading checks answered correctly (by log-likelihood)."""
+
+    name = "reading_check_accuracy"
+    label = "Yes/no reading check (abstracts)"
+    display = "percent"
+    task = "reading"
+
+    def value(self, sample: EvalSample) -> float | None:
+        if sample.extras.get("choice") is None:
+            return None
+        return float(sample.extras["choice"] == sample.extras["answer_index"])
+
+
+@dataclass
+class OutsideSet:
+    """The questions of other specialties and the reading checks, answered by each variant."""
+
+    contexts: dict[str, EvaluationContext]
+    checks: list[ReadingCheck]
+    answers: dict[str, dict[str, VariantRun]] = field(default_factory=dict)  # variant -> specialty -> run
+    choices: dict[str, list[int | None]] = field(default_factory=dict)  # variant -> reading-check choices
+
+
+def build_outside(cfg: MedloraConfig, specialty: str, index: SourceIndex | None, split: str = "test") -> OutsideSet:
+    ecfg = cfg.evaluation
+    contexts = {}
+    for other in ecfg.outside_specialties:
+        if other == specialty:
+            continue
+        data_dir = Path(cfg.data.output_dir.format(specialty=other))
+        if not (data_dir / f"{split}.jsonl").is_file():
+            continue
+        sub = cfg.with_overrides({"evaluation.max_samples": ecfg.outside_samples, "evaluation.vignettes": 0})
+        contexts[other] = build_context(sub, data_dir, ["rouge_l"], specialty=other, index=index, modes=["closed"],
+                                        split=split)
+    checks: list[ReadingCheck] = []
+    csv_path = data_path(ecfg.abstracts_csv, "abstracts")
+    if ecfg.reading_checks > 0 and csv_path is not None and csv_path.is_file():
+        checks = build_reading_checks(csv_path, ecfg.reading_checks, ecfg.seed)
+    return OutsideSet(contexts, checks)
+
+
+def run_outside(outside: OutsideSet, name: str, model: Any, loaded: LoadedModel, cfg: MedloraConfig,
+                progress: Progress) -> None:
+    ecfg = cfg.evaluation
+    outside.answers[name] = {
+        s: run_variant(model, loaded, ctx, max_new_tokens=ecfg.max_new_tokens, vignette_max_new_tokens=1,
+                       batch_size=ecfg.batch_size, progress=progress, label=f"{name} on {s}")
+        for s, ctx in outside.contexts.items()}
+    if outside.checks:
+        task = progress.add_task(f"{name}: reading checks", total=len(outside.checks))
+        choices = []
+        for check in outside.checks:
+            prompt = build_prompt(loaded.tokenizer, loaded.spec, check.question)
+            choices.append(choose(score_options(model, loaded.tokenizer, loaded.spec, prompt, ["Yes", "No"])))
+            progress.advance(task)
+        outside.choices[name] = choices
+
+
+def score_outside(outside: OutsideSet, resamples: int, seed: int) -> dict[str, Any]:
+    rows: dict[str, Any] = {}
+    for specialty, ctx in outside.contexts.items():
+        base, adapter = outside.answers["base"][specialty], outside.answers["adapter"][specialty]
+        for metric in ("rouge_l", "bleu"):
+            key = f"{metric}@{specialty}"
+            b = samples_of(ctx, base)["qa@closed"]
+            a = samples_of(ctx, adapter)["qa@closed"]
+            delta = paired_bootstrap(get_metric(metric), b, a, resamples=resamples, seed=seed)
+            rows[key] = {"label": f"{get_metric(metric).label} · {specialty} questions (closed-book)",
+                         "base": get_metric(metric).compute(b), "adapter": get_metric(metric).compute(a),
+                         "n": len(b), "interval": delta.to_json() if delta else None}
+    if outside.checks:
+        metric = get_metric("reading_check_accuracy")
+        b = reading_samples(outside.checks, outside.choices["base"])
+        a = reading_samples(outside.checks, outside.choices["adapter"])
+        delta = paired_bootstrap(metric, b, a, resamples=resamples, seed=seed)
+        rows["reading_check_accuracy"] = {"label": metric.label, "base": metric.compute(b),
+                                          "adapter": metric.compute(a), "n": len(b),
+                                          "interval": delta.to_json() if delta else None}
+    return rows
+
+
+def within_noise(outside: dict[str, Any]) -> list[str]:
+    """Checks where the adapter is measurably worse than the base (the whole interval below zero)."""
+    return [row["label"] for row in outside.values()
+            if row.get("interval") and row["interval"]["high"] < 0]

@@ -1,0 +1,160 @@
+"""The default source corpus (MedQuAD, medical abstracts, the built-in QA sets) and held-out masks.
+
+One index serves the bot, evaluation and grounded training, so what a model is trained to read is what it is
+shown in use. Two masks keep held-out text out:
+
+- :func:`held_out_documents` — every document a held-out record came from (evaluation's *open-book* mode);
+- :func:`leakage_filter` — those documents plus every passage about the same disease (same focus, synonym or
+  UMLS CUI): what grounded *training* uses, so no validation or test disease is ever read during training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+
+from medlora.config import MedloraConfig
+from medlora.data.prepare import BUILTIN_LICENSE
+from medlora.data.records import QARecord, clean_answer, clean_text, normalise, snippet
+from medlora.data.sources import abstracts as abstracts_source
+from medlora.data.sources import medquad as medquad_source
+from medlora.data.sources.json_pairs import iter_json_pairs
+from medlora.models.embedded import default_cache_dir
+from medlora.retrieval.index import INDEX_FORMAT, Source, SourceFilter, SourceIndex
+
+log = logging.getLogger(__name__)
+
+MIN_PASSAGE_CHARS = 40
+
+
+def document_key(record: QARecord) -> str:
+    """The document a record came from: its URL (MedQuAD), its abstract, or its focus within its source."""
+    if record.url:
+        return record.url
+    if record.group.startswith("abstract-"):
+        return record.group
+    return f"{record.source}:{normalise(record.focus or record.question)}"
+
+
+def sources_from_records(records: Iterable[QARecord], corpus: str) -> list[tuple[Source, str]]:
+    """One passage per answered record: ``(source, text to index)``. Template-only answers are skipped."""
+    out = []
+    for record in records:
+        answer = clean_answer(record.answer)
+        if len(answer) < MIN_PASSAGE_CHARS:
+            continue
+        key = document_key(record)
+        source = Source(
+            source_id=f"{corpus}:{hashlib.sha1(f'{key}|{record.question}'.encode()).hexdigest()[:12]}",
+            title=record.focus or record.question,
+            url=record.url,
+            text=snippet(answer),
+            focus=record.focus,
+            cuis=tuple(record.cuis),
+            corpus=corpus,
+            license=record.license,
+            document=key,
+            synonyms=tuple(record.synonyms),
+        )
+        out.append((source, f"{record.focus} {' '.join(record.synonyms)} {record.question} {answer}"))
+    return out
+
+
+def held_out_documents(records: Iterable[QARecord]) -> SourceFilter:
+    """Exclude every passage of every document that ``records`` came from."""
+    keys = {document_key(r) for r in records}
+    return lambda source: source.document in keys
+
+
+def leakage_filter(records: Iterable[QARecord]) -> SourceFilter:
+    """Exclude the records' documents and any passage on the same disease (focus, synonym or CUI)."""
+    records = list(records)
+    keys = {document_key(r) for r in records}
+    names = {normalise(n) for r in records for n in (r.focus, *r.synonyms) if n and normalise(n)}
+    cuis = {c for r in records for c in r.cuis}
+
+    def exclude(source: Source) -> bool:
+        if source.document in keys or (source.focus and normalise(source.focus) in names):
+            return True
+        return bool(cuis.intersection(source.cuis)) or any(normalise(s) in names for s in source.synonyms)
+
+    return exclude
+
+
+def builtin_sets() -> list[tuple[str, Path]]:
+    """Every team-written QA set shipped in the package, as ``(specialty, path)``."""
+    folder = Path(str(resources.files("medlora") / "data" / "builtin"))
+    return [(path.name.removesuffix("_qa.jsonl"), path) for path in sorted(folder.glob("*_qa.jsonl"))]
+
+
+def collect_default_documents(medquad_dir: Path | None, abstracts_csv: Path | None) -> list[tuple[Source, str]]:
+    """MedQuAD answered passages, the abstracts, and the built-in QA pairs, as indexable passages."""
+    documents: list[tuple[Source, str]] = []
+    if medquad_dir is not None and medquad_dir.is_dir():
+        records = [r for doc in medquad_source.iter_documents(medquad_dir, errors=[])
+                   for r in medquad_source.document_records(doc)]
+        documents += sources_from_records(records, "medquad")
+    if abstracts_csv is not None and abstracts_csv.is_file():
+        for abstract in abstracts_source.iter_abstracts(abstracts_csv):
+            key = f"abstract-{abstract.row}"
+            source = Source(
+                source_id=f"abstracts:{abstract.row}", title=abstract.title, url="", text=snippet(abstract.body),
+                focus=abstract.condition, corpus="medical_abstracts", license=abstracts_source.LICENSE,
+                document=key,
+            )
+            documents.append((source, abstract.text))
+    for specialty, path in builtin_sets():
+        records = list(iter_json_pairs(path, source=f"builtin/{specialty}", license=BUILTIN_LICENSE))
+        documents += sources_from_records(records, f"builtin-{specialty}")
+    return documents
+
+
+def _fingerprint(paths: Sequence[Path]) -> str:
+    digest = hashlib.sha256(f"format-{INDEX_FORMAT}".encode())
+    builtin = [path for _, path in builtin_sets()]
+    for path in [*paths, *builtin]:
+        files = sorted(path.rglob("*")) if path.is_dir() else [path]
+        digest.update(str(path.name).encode())
+        digest.update(str(len(files)).encode())
+        for file in files[:: max(1, len(files) // 200)]:  # a sample keeps this fast on 11k files
+            stat = file.stat()
+            digest.update(f"{file.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()[:16]
+
+
+def load_or_build_default_index(cache_dir: Path, medquad_dir: Path | None, abstracts_csv: Path | None) -> SourceIndex:
+    """The default index, from the cache when its inputs have not changed."""
+    inputs = [p for p in (medquad_dir, abstracts_csv) if p is not None and p.exists()]
+    directory = cache_dir / "indexes" / _fingerprint(inputs)
+    if (directory / "sources.jsonl").is_file():
+        return SourceIndex.load(directory)
+    log.info("Building the source index (once) into the medlora cache")
+    index = SourceIndex.build(collect_default_documents(medquad_dir, abstracts_csv))
+    index.save(directory)
+    return index
+
+
+def default_index(cache_dir: Path | None = None, medquad: str = "auto", abstracts: str = "auto") -> SourceIndex | None:
+    """The one default index of the bot, evaluation and grounded training; ``None`` when nothing is indexable.
+
+    ``medquad``/``abstracts``: ``"auto"`` ($MEDQUAD_DIR / $MEDICAL_ABSTRACTS_CSV, else ../shared/data), a path,
+    or ``""`` for none.
+    """
+    medquad_dir = medquad_source.default_medquad_dir() if medquad == "auto" else (Path(medquad) if medquad else None)
+    abstracts_csv = abstracts_source.default_abstracts_csv() if abstracts == "auto" else (Path(abstracts) if abstracts else None)
+    medquad_dir = medquad_dir if medquad_dir is not None and medquad_dir.is_dir() else None
+    abstracts_csv = abstracts_csv if abstracts_csv is not None and abstracts_csv.is_file() else None
+    if medquad_dir is None and abstracts_csv is None and not builtin_sets():
+        return None
+    return load_or_build_default_index(cache_dir or default_cache_dir(), medquad_dir, abstracts_csv)
+
+
+def configured_index(cfg: MedloraConfig) -> SourceIndex | None:
+    """:func:`default_index` with the data locations and cache of ``config.yaml`` (``evaluation:`` keys)."""
+    ecfg = cfg.evaluation
+    cache = Path(ecfg.cache_dir) if ecfg.cache_dir else (
+        Path(cfg.models.llm.cache_dir) if cfg.models.llm.cache_dir else None)
+    return default_index(cache, ecfg.medquad_dir, ecfg.abstracts_csv)

@@ -1,0 +1,103 @@
+"""A BM25 index over citable passages, with exclusion masks so evaluation and training never see held-out text.
+
+Passages, not whole documents: a MedQuAD document holds a dozen answers (overview, symptoms, inheritance,
+treatment ...), and a prompt shows each source as a short snippet. Indexing each answer on its own puts the
+passage that actually answers "Is X inherited?" in front of the model instead of the document's first lines.
+Each passage remembers its ``document`` so a whole document can be masked out at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import bm25s
+import numpy as np
+
+from medlora.fsutil import atomic_directory
+
+INDEX_FORMAT = 2  # bump when what a Source holds or how passages are cut changes (invalidates caches)
+
+
+@dataclass(frozen=True)
+class Source:
+    """A citable passage. ``text`` is the snippet a prompt shows; the index sees the full passage."""
+
+    source_id: str
+    title: str
+    url: str
+    text: str
+    focus: str = ""
+    cuis: tuple[str, ...] = ()
+    corpus: str = ""
+    license: str = ""
+    document: str = ""  # the document this passage belongs to: the unit that held-out masks remove
+    synonyms: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    source: Source
+    score: float
+
+
+SourceFilter = Callable[[Source], bool]
+
+
+@dataclass
+class SourceIndex:
+    """BM25 over passages; ``search`` returns only sources with a positive score, never a masked one."""
+
+    sources: list[Source]
+    retriever: bm25s.BM25 = field(repr=False)
+
+    @classmethod
+    def build(cls, documents: Sequence[tuple[Source, str]]) -> SourceIndex:
+        if not documents:
+            raise ValueError("cannot build a source index from no documents")
+        tokens = bm25s.tokenize([text for _, text in documents], stopwords="en", show_progress=False)
+        retriever = bm25s.BM25()
+        retriever.index(tokens, show_progress=False)
+        return cls(sources=[source for source, _ in documents], retriever=retriever)
+
+    def mask(self, exclude: SourceFilter | None) -> np.ndarray | None:
+        """A 0/1 weight per passage (0 = never returned) for :meth:`search`; ``None`` keeps everything."""
+        if exclude is None:
+            return None
+        return np.array([0.0 if exclude(s) else 1.0 for s in self.sources], dtype=np.float32)
+
+    def search(self, query: str, k: int = 3, *, mask: np.ndarray | None = None) -> list[Retrieved]:
+        if k <= 0 or not query.strip():
+            return []
+        query_tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
+        if not query_tokens[0]:
+            return []
+        allowed = len(self.sources) if mask is None else int(mask.sum())
+        k = min(k, allowed)
+        if k <= 0:
+            return []
+        ids, scores = self.retriever.retrieve(query_tokens, k=k, show_progress=False, weight_mask=mask)
+        return [Retrieved(self.sources[int(i)], float(s))
+                for i, s in zip(ids[0], scores[0], strict=True)
+                if s > 0 and (mask is None or mask[int(i)] > 0)]
+
+    def save(self, directory: str | Path) -> None:
+        with atomic_directory(directory) as staging:
+            self.retriever.save(str(staging / "bm25"), show_progress=False)
+            with (staging / "sources.jsonl").open("w", encoding="utf-8") as handle:
+                for source in self.sources:
+                    handle.write(json.dumps(asdict(source), ensure_ascii=False) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SourceIndex:
+        directory = Path(directory)
+        retriever = bm25s.BM25.load(str(directory / "bm25"), show_progress=False)
+        sources = []
+        for line in (directory / "sources.jsonl").read_text(encoding="utf-8").splitlines():
+            data = json.loads(line)
+            data["cuis"] = tuple(data.get("cuis", ()))
+            data["synonyms"] = tuple(data.get("synonyms", ()))
+            sources.append(Source(**data))
+        return cls(sources=sources, retriever=retriever)
