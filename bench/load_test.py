@@ -6,8 +6,10 @@ Start a server first (any model; the figures in docs/RELIABILITY.md name theirs)
 
 What it checks, and prints as JSON (``--out FILE`` also writes it):
 
-- **steady**: ``--clients`` clients ask questions back to back for ``--seconds``; status counts and latency
-  p50/p95/max of the answered ones. Nothing but 200 (and 503 when the queue is full) is acceptable.
+- **steady**: ``--clients`` clients ask questions back to back for ``--seconds`` (after a 503 a client waits
+  its ``Retry-After``, as the OpenAI SDK does); status counts and latency p50/p95/max of the answered ones.
+  Nothing but 200 (and 503 when the queue is full) is acceptable: a 504 means the server could not answer
+  within ``service.request_timeout_s``.
 - **burst**: ``--burst`` requests at once on top of the steady load: the queue bound must turn the excess into
   503s with ``Retry-After`` at once, not into minutes of waiting or 5xx errors.
 - **bad inputs** during the load: a 2 MB message and a request with 5000 messages must get a 4xx in < 1 s.
@@ -81,22 +83,31 @@ def _body(question: str, model: str, max_tokens: int) -> dict[str, Any]:
     return {"model": model, "max_tokens": max_tokens, "messages": [{"role": "user", "content": question}]}
 
 
-async def _ask(client: httpx.AsyncClient, body: dict[str, Any], tally: Tally, timeout: float) -> None:
+async def _ask(client: httpx.AsyncClient, body: dict[str, Any], tally: Tally, timeout: float) -> float:
+    """One request; returns the ``Retry-After`` seconds of a 503 (0 otherwise), which a polite client honours."""
     started = time.perf_counter()
     try:
         response = await client.post("/v1/chat/completions", json=body, timeout=timeout)
     except httpx.HTTPError as err:
         tally.add(None, time.perf_counter() - started, type(err).__name__)
-        return
+        return 0.0
     tally.add(response, time.perf_counter() - started)
+    if response.status_code == 503:
+        try:
+            return float(response.headers.get("retry-after", "1"))
+        except ValueError:
+            return 1.0
+    return 0.0
 
 
 async def _steady(client: httpx.AsyncClient, args: argparse.Namespace, tally: Tally, stop: float) -> None:
     async def one_client(number: int) -> None:
         i = number
         while time.monotonic() < stop:
-            await _ask(client, _body(QUESTIONS[i % len(QUESTIONS)], args.model, args.max_tokens), tally,
-                       args.timeout)
+            wait = await _ask(client, _body(QUESTIONS[i % len(QUESTIONS)], args.model, args.max_tokens), tally,
+                              args.timeout)
+            if wait and not args.ignore_retry_after:
+                await asyncio.sleep(min(wait, max(0.0, stop - time.monotonic())))
             i += 1
 
     await asyncio.gather(*(one_client(n) for n in range(args.clients)))
@@ -194,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--model", default="auto")
     parser.add_argument("--timeout", type=float, default=300)
+    parser.add_argument("--ignore-retry-after", action="store_true",
+                        help="clients retry at once after a 503 instead of waiting Retry-After seconds")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
     result = asyncio.run(run(args))
