@@ -205,7 +205,7 @@ def evaluate_adapter(
         for name in ("base", "adapter"):
             if name == "adapter":
                 rss_before = rss_bytes()
-                model = load_lora(loaded.model, adapter_dir)
+                model = load_lora(loaded.model, adapter_dir)  # LoRA-only safetensors, as the bot checks
                 model.eval()
                 resources["memory"]["rss_added_by_adapter_bytes"] = rss_bytes() - rss_before
                 resources["memory"]["adapter_parameter_bytes"] = lora_parameter_bytes(model)

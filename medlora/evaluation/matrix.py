@@ -85,7 +85,7 @@ def evaluate_matrix(
             run = run_variant(loaded.model, loaded, ctx, progress=progress, label=f"base on {s}", **_budget(cfg))
             cells["base"][s] = score_run(ctx, run, metric_names)
         for name, path in adapter_dirs.items():
-            peft_model = load_lora(loaded.model, path)
+            peft_model = load_lora(loaded.model, path)  # LoRA-only safetensors, as the bot checks
             peft_model.eval()
             cells[name] = {}
             for s, ctx in contexts.items():

@@ -33,10 +33,9 @@ log = logging.getLogger(__name__)
 FINGERPRINT_FILE = "medlora_fingerprint.json"
 ADAPTER_MARKERS = ("medlora.json", "adapter_config.json")  # a directory holding one was written by training
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-# Settings that change what a step computes; epochs, logging and saving cadence do not.
-_TRAINING_KEYS = ("batch_size", "gradient_accumulation_steps", "learning_rate", "warmup_ratio", "max_grad_norm",
-                  "lora_r", "lora_alpha", "lora_dropout", "target_modules", "lora_targets", "lora_top_layers", "max_length",
-                  "grounded_fraction", "distractor_only_fraction", "top_k_sources", "max_train_samples", "seed")
+# Settings that do not change what a step computes: everything else in ``training`` is fingerprinted, so a
+# setting added later is covered without touching this list.
+_NOT_FINGERPRINTED = frozenset({"output_dir", "epochs", "logging_steps", "save_steps", "max_eval_samples"})
 
 
 def run_fingerprint(cfg: MedloraConfig, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -45,7 +44,7 @@ def run_fingerprint(cfg: MedloraConfig, manifest: dict[str, Any]) -> dict[str, A
     return {
         "dataset_hash": manifest.get("dataset_hash"),
         "base_model": cfg.models.llm.name,
-        "training": {key: training[key] for key in _TRAINING_KEYS},
+        "training": {key: value for key, value in sorted(training.items()) if key not in _NOT_FINGERPRINTED},
     }
 
 
