@@ -190,7 +190,34 @@ def main() -> None:
     }
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(summary, indent=2))
+    Path(args.output).with_suffix(".md").write_text(markdown_table(report), encoding="utf-8")
+    print(markdown_table(report))
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def markdown_table(report: dict) -> str:
+    """The LoRA-vs-full table docs/BENCHMARKS.md shows, from a results file."""
+    lora, full, summary = report["modes"]["lora"], report["modes"]["full"], report["summary"]
+    rows = [
+        ("trained parameters", f"{lora['trainable_params']:,} ({summary['trainable_percent_lora']} %)",
+         f"{full['trainable_params']:,} (100 %)"),
+        ("peak RAM (RSS)", f"{lora['peak_rss_mib']:,.0f} MiB", f"{full['peak_rss_mib']:,.0f} MiB"),
+        ("training time", f"{lora['train_seconds']:.0f} s ({lora['seconds_per_step']:.1f} s/step)",
+         f"{full['train_seconds']:.0f} s ({full['seconds_per_step']:.1f} s/step)"),
+        ("saved size", _mib(lora["saved_bytes"]), _mib(full["saved_bytes"])),
+        ("validation loss before → after", f"{lora['val_loss_before']:.3f} → {lora['val_loss_after']:.3f}",
+         f"{full['val_loss_before']:.3f} → {full['val_loss_after']:.3f}"),
+        ("3 specialties on disk", f"{_mib(summary['three_specialties_lora_bytes'])} (1 base + 3 adapters)",
+         f"{_mib(summary['three_specialties_full_bytes'])} (3 models)"),
+    ]
+    if "peak_vram_mib" in lora:
+        rows.insert(2, ("peak VRAM", f"{lora['peak_vram_mib']:,.0f} MiB", f"{full['peak_vram_mib']:,.0f} MiB"))
+    lines = ["| | LoRA (r 8, q_proj/v_proj) | full fine-tuning |", "| --- | --- | --- |"]
+    lines += [f"| {name} | {a} | {b} |" for name, a, b in rows]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -134,3 +134,17 @@ def test_cli_download_prints_license_and_attribution(tmp_path):
     offline = CliRunner().invoke(app, ["data", "download", "medquad", "--url", (tmp_path / "no.zip").as_uri(),
                                        "--data-dir", str(tmp_path / "data2")])
     assert offline.exit_code == 2 and "MEDQUAD_DIR" in " ".join(offline.output.split())
+
+
+def test_prepare_without_medquad_says_how_to_get_it(tmp_path, monkeypatch):
+    from medlora.config import load_config
+    from medlora.data.prepare import prepare_dataset
+
+    monkeypatch.setenv("MEDLORA_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.delenv("MEDQUAD_DIR", raising=False)
+    repo = tmp_path / "clone" / "medlora"
+    repo.mkdir(parents=True)
+    cfg = load_config().with_overrides({"data.sources": ["builtin", "medquad:auto"]})
+    report = prepare_dataset(cfg.data, repo_root=repo, output_dir=tmp_path / "out")
+    note = {s.spec: s.note for s in report.sources}["medquad:auto"]
+    assert "medlora data download medquad" in note and "MEDQUAD_DIR" in note

@@ -86,3 +86,16 @@ def test_service_routes_a_radiology_question_to_the_radiology_adapter(tiny_llama
         [RADIOLOGY_QUESTION, "How is acne vulgaris with comedones treated?",
          "How is atrial fibrillation anticoagulated?"], ["auto"] * 3)
     assert [a.adapter for a in answers] == ["radiology", "dermatology", "cardiology"]
+
+
+def test_evaluation_index_takes_its_specialties_from_the_registry(monkeypatch, tmp_path):
+    from medlora.evaluation import evaluate
+    from medlora.service import retrieval
+
+    seen = {}
+    monkeypatch.setattr(retrieval, "load_or_build_default_index",
+                        lambda cache, medquad, abstracts, builtins: seen.setdefault("builtins", builtins))
+    cfg = MedloraConfig().with_overrides({"evaluation.medquad_dir": "", "evaluation.abstracts_csv": "",
+                                          "evaluation.cache_dir": str(tmp_path)})
+    evaluate.default_index(cfg)
+    assert list(seen["builtins"]) == english_builtin_specialties()
