@@ -22,7 +22,7 @@ from medlora.evaluation.vocabulary import (
     is_clinical_looking,
     load_vocabulary,
 )
-from medlora.service.retrieval import Source
+from medlora.retrieval import Source
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

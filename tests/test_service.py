@@ -22,7 +22,7 @@ from medlora.config import MedloraConfig
 from medlora.errors import AdapterMismatchError, MedloraError
 from medlora.service.llm_service import CitationFilter, LLMService
 from medlora.service.registry import AdapterNotFoundError, default_adapter_name
-from medlora.service.retrieval import Source, SourceIndex
+from medlora.retrieval import Source, SourceIndex
 from medlora.service.routing import SpecialtyRouter
 from medlora.training.model_card import write_metadata
 

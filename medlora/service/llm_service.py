@@ -48,7 +48,7 @@ from medlora.service.registry import (
     directory_adapter_name,
     scan_adapters_dir,
 )
-from medlora.service.retrieval import Retrieved, SourceIndex
+from medlora.retrieval import Retrieved, SourceIndex
 from medlora.service.routing import RouteDecision, SpecialtyRouter, build_router, builtin_specialties
 from medlora.models.prompts import prompt_uses_special_tokens
 
