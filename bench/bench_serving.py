@@ -191,3 +191,34 @@ def bot(model_name: str, empty_dir: Path, *, new_tokens: int, repeats: int) -> d
 
 def math_nan() -> float:
     return float("nan")
+
+
+def precision_quality(model_name: str, *, new_tokens: int) -> dict[str, Any]:
+    """bf16 autocast vs fp32 at equal inputs: greedy answers identical? answer-token loss difference?
+
+    Run when the probe picks bf16 (or ``--compare-bf16``): speed alone must not switch the precision.
+    """
+    from medlora.models.precision import autocast, set_process_precision
+    from medlora.training.batching import padded_collator
+    from medlora.training.encoding import build_dataset
+
+    loaded = load_base_model(model_name)
+    tok, spec = loaded.tokenizer, loaded.spec
+    prompts = [build_prompt(tok, spec, q) for q in QUESTIONS]
+    records = (builtin_records("dermatology") + builtin_records("cardiology"))[:16]
+    batch = padded_collator(tok)([r for r in build_dataset(records, tok, spec, 256)])
+    answers, losses, seconds = {}, {}, {}
+    try:
+        for choice in ("fp32", "bf16"):
+            set_process_precision(choice)
+            started = time.perf_counter()
+            answers[choice] = [g.text for g in generate_batch(loaded.model, tok, spec, prompts, max_new_tokens=new_tokens)]
+            seconds[choice] = time.perf_counter() - started
+            with torch.no_grad(), autocast(choice, loaded.device):  # type: ignore[arg-type]
+                losses[choice] = loaded.model(**batch, use_cache=False).loss.item()
+    finally:
+        set_process_precision(None)
+    same = sum(a == b for a, b in zip(answers["fp32"], answers["bf16"], strict=True))
+    return {"greedy_identical": same, "prompts": len(prompts), "loss_fp32": round(losses["fp32"], 4),
+            "loss_bf16": round(losses["bf16"], 4), "loss_difference": round(losses["bf16"] - losses["fp32"], 4),
+            "generation_s": {k: round(v, 3) for k, v in seconds.items()}}

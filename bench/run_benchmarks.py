@@ -59,7 +59,7 @@ def _prepare_data(work: Path) -> Path:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
-    from bench_serving import adapters, bot, make_adapters, mixed, overhead
+    from bench_serving import adapters, bot, make_adapters, mixed, overhead, precision_quality
     from medlora.models.precision import probe
 
     quick = args.quick
@@ -88,9 +88,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return {"precision": result.precision, "fp32_gflops": result.fp32_gflops, "bf16_gflops": result.bf16_gflops,
                 "bf16_speedup": round(result.bf16_speedup, 4), "threads": result.threads,
                 "gflops_by_threads": result.gflops_by_threads, "probe_seconds": result.seconds,
-                "quality_check": ("bf16 chosen: compare validation loss and greedy answers in the training section"
-                                  if result.precision == "bf16" else
-                                  "not needed: the probe keeps fp32 on this machine")}
+                "quality": (precision_quality(args.model, new_tokens=4 if quick else 32)
+                            if result.precision == "bf16" or args.compare_bf16 else
+                            "not measured: the probe keeps fp32 on this machine (bf16 is slower)")}
 
     section("precision", precision_section)
     data_dir = Path(args.data) if args.data else None
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         adapter_paths = make_adapters(args.model, work / "adapters", 4 if quick else 16)
     empty = work / "no-adapters"
     empty.mkdir()
-    section("overhead", lambda: overhead(args.model, adapter_paths[0], new_tokens=new_tokens, rounds=3 if quick else 8))
+    section("overhead", lambda: overhead(args.model, adapter_paths[0], new_tokens=new_tokens, rounds=3 if quick else 6))
     service_holder: dict[str, Any] = {}
 
     def adapters_section() -> dict[str, Any]:
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             service = _service(args.model, empty)
             for i, path in enumerate(adapter_paths[:4]):
                 service.load_adapter(f"a{i}", path)
-        return mixed(service, new_tokens=new_tokens, repeats=2 if quick else 4)
+        return mixed(service, new_tokens=new_tokens, repeats=2 if quick else 3)
 
     section("mixed", mixed_section)
     service_holder.clear()
@@ -141,6 +141,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "machine": machine(), "section_seconds": timings,
             "device": "cuda" if torch.cuda.is_available() else "cpu"}
     return {"meta": meta, "results": _jsonable(results)}
+
+
+def from_saved_sections(args: argparse.Namespace) -> dict[str, Any]:
+    """A report from ``bench/results/<section>.json`` (e.g. sections run one at a time on a busy machine)."""
+    out = RESULTS / "quick" if args.quick else RESULTS
+    results = {name: json.loads((out / f"{name}.json").read_text()) for name in SECTIONS
+               if (out / f"{name}.json").is_file()}
+    previous = json.loads((out / "latest.json").read_text()).get("meta", {}) if (out / "latest.json").is_file() else {}
+    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "model": args.model, "quick": args.quick,
+            "machine": machine(), "device": previous.get("device", "cpu"),
+            "section_seconds": previous.get("section_seconds", {})}
+    return {"meta": meta, "results": results}
 
 
 def _jsonable(value: Any) -> Any:
@@ -168,6 +180,10 @@ def render(report: dict[str, Any]) -> str:
         add(f"| 0 | precision probe (matmul 1024²) | fp32 {p['fp32_gflops']:.1f} GFLOP/s | bf16 "
             f"{p['bf16_gflops']:.2f} GFLOP/s | bf16 {p['bf16_speedup']:.3f}× fp32 → **{p['precision']}** | bf16 only "
             "where faster |")
+        if isinstance(p.get("quality"), dict):
+            q = p["quality"]
+            add(f"| 0 | bf16 quality | fp32 loss {q['loss_fp32']:.4f} | bf16 loss {q['loss_bf16']:.4f}, greedy answers "
+                f"identical {q['greedy_identical']}/{q['prompts']} | {q['loss_difference']:+.4f} | equal quality |")
         threads = p["gflops_by_threads"]
         if len(threads) > 1:
             one, *_, many = sorted(threads, key=int)
@@ -241,7 +257,11 @@ def main() -> None:
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--model", default=MODEL)
     parser.add_argument("--data", help="a prepared data directory (default: prepare the demo preset's data)")
-    parser.add_argument("--train-records", type=int, default=48)
+    parser.add_argument("--train-records", type=int, default=32)
+    parser.add_argument("--compare-bf16", action="store_true",
+                        help="compare bf16 autocast with fp32 (answers, loss) even where the probe keeps fp32")
+    parser.add_argument("--render-only", action="store_true",
+                        help="render the table from the section JSON files already in bench/results")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/BENCHMARKS.md")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -249,7 +269,7 @@ def main() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    report = run(args)
+    report = from_saved_sections(args) if args.render_only else run(args)
     table = render(report)
     out = RESULTS / "quick" if args.quick else RESULTS
     out.mkdir(parents=True, exist_ok=True)

@@ -34,10 +34,13 @@ def test_quick_bench_runs_every_section_on_a_tiny_model(bench_modules, tiny_llam
     prepare_dataset(cfg.data, output_dir=tmp_path / "data")
     sections = "precision,training,overhead,adapters,mixed,bot"
     args = argparse.Namespace(quick=True, sections=sections, model=str(tiny_llama_dir), data=str(tmp_path / "data"),
-                              train_records=8, no_doc=True)
+                              train_records=8, no_doc=True, compare_bf16=True)
     report = bench_modules.run(args)
     results = report["results"]
     assert set(results) == set(sections.split(","))
+    quality = results["precision"]["quality"]  # forced: on a tiny model bf16 costs nothing
+    assert quality["prompts"] == 8 and 0 <= quality["greedy_identical"] <= 8
+    assert abs(quality["loss_difference"]) < 0.1
     training = results["training"]
     assert training["baseline"]["computed_tokens"] == 8 * 512  # the note pads every example to 512
     assert training["baseline"]["real_tokens"] < training["baseline"]["computed_tokens"]
