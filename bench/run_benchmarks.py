@@ -100,19 +100,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         data_dir = data_dir or _prepare_data(work)
         section("training", lambda: bench_training.run(args.model, data_dir, work / "training",
                                                        n_train=8 if quick else args.train_records,
-                                                       n_val=4 if quick else 24))
+                                                       n_val=4 if quick else args.val_records))
     new_tokens = 4 if quick else 16
     adapter_paths: list[Path] = []
     if {"overhead", "adapters", "mixed"} & set(sections):
         adapter_paths = make_adapters(args.model, work / "adapters", 4 if quick else 16)
     empty = work / "no-adapters"
     empty.mkdir()
-    section("overhead", lambda: overhead(args.model, adapter_paths[0], new_tokens=new_tokens, rounds=3 if quick else 6))
+    section("overhead", lambda: overhead(args.model, adapter_paths[0], new_tokens=new_tokens, rounds=3 if quick else args.rounds))
     service_holder: dict[str, Any] = {}
 
     def adapters_section() -> dict[str, Any]:
         counts = (1, 2, 4) if quick else (1, 4, 16)
-        result = adapters(args.model, adapter_paths, empty, new_tokens=new_tokens, repeats=1 if quick else 3,
+        result = adapters(args.model, adapter_paths, empty, new_tokens=new_tokens, repeats=1 if quick else args.repeats,
                           counts=counts)
         service_holder["service"] = result.pop("service")
         return result
@@ -127,11 +127,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             service = _service(args.model, empty)
             for i, path in enumerate(adapter_paths[:4]):
                 service.load_adapter(f"a{i}", path)
-        return mixed(service, new_tokens=new_tokens, repeats=2 if quick else 3)
+        return mixed(service, new_tokens=new_tokens, repeats=2 if quick else args.repeats)
 
     section("mixed", mixed_section)
     service_holder.clear()
-    section("bot", lambda: bot(args.model, empty, new_tokens=8 if quick else 32, repeats=1 if quick else 3))
+    section("bot", lambda: bot(args.model, empty, new_tokens=8 if quick else 32, repeats=1 if quick else args.repeats))
     if "start" in sections:
         import bench_start
 
@@ -258,6 +258,9 @@ def main() -> None:
     parser.add_argument("--model", default=MODEL)
     parser.add_argument("--data", help="a prepared data directory (default: prepare the demo preset's data)")
     parser.add_argument("--train-records", type=int, default=32)
+    parser.add_argument("--val-records", type=int, default=24)
+    parser.add_argument("--rounds", type=int, default=6, help="paired rounds of the overhead benchmark")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats of the other sections")
     parser.add_argument("--compare-bf16", action="store_true",
                         help="compare bf16 autocast with fp32 (answers, loss) even where the probe keeps fp32")
     parser.add_argument("--render-only", action="store_true",

@@ -34,7 +34,8 @@ def test_quick_bench_runs_every_section_on_a_tiny_model(bench_modules, tiny_llam
     prepare_dataset(cfg.data, output_dir=tmp_path / "data")
     sections = "precision,training,overhead,adapters,mixed,bot"
     args = argparse.Namespace(quick=True, sections=sections, model=str(tiny_llama_dir), data=str(tmp_path / "data"),
-                              train_records=8, no_doc=True, compare_bf16=True)
+                              train_records=8, val_records=4, rounds=3, repeats=1,
+                              no_doc=True, compare_bf16=True, render_only=False)
     report = bench_modules.run(args)
     results = report["results"]
     assert set(results) == set(sections.split(","))
