@@ -43,6 +43,7 @@ class TrainResult:
     resumed_from: str | None = None
     precision: str = "fp32"  # what the run trained in (bf16 = autocast)
     threads: int = 0  # torch threads during training (0 = torch's default)
+    batching: str = ""  # the strategy training.batching resolved to (packed, grouped, padded)
 
     @property
     def trainable_percent(self) -> float:
@@ -219,8 +220,11 @@ def train_adapter(
 
     result = TrainResult(adapter_dir, trainable, total, output.training_loss, eval_loss, seconds, train_tokens,
                          steps_run=counter.steps, resumed_from=Path(resume_from).name if resume_from else None,
-                         precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", threads=threads)
-    save_adapter(peft_model, loaded, cfg, data_dir, adapter_dir, trainer.state.log_history, result)
+                         precision="bf16" if args.bf16 else "fp16" if args.fp16 else "fp32", threads=threads,
+                         batching=batching.strategy)
+    if trainer.is_world_process_zero():  # under `accelerate launch` one process writes the adapter
+        save_adapter(peft_model, loaded, cfg, data_dir, adapter_dir, trainer.state.log_history, result)
+    trainer.accelerator.wait_for_everyone()
     clear_checkpoints(checkpoints)  # the adapter is saved: these must not seed a later --resume
     return result
 
@@ -264,7 +268,7 @@ def save_adapter(
             "hyperparameters": {
                 "r": tcfg.lora_r, "lora_alpha": tcfg.lora_alpha, "lora_dropout": tcfg.lora_dropout,
                 "target_modules": _target_modules(peft_model),
-                "lora_targets": tcfg.lora_targets, "batching": tcfg.batching,
+                "lora_targets": tcfg.lora_targets, "batching": result.batching,
                 "epochs": tcfg.epochs, "batch_size": tcfg.batch_size,
                 "gradient_accumulation_steps": tcfg.gradient_accumulation_steps,
                 "learning_rate": tcfg.learning_rate, "warmup_ratio": tcfg.warmup_ratio,

@@ -1,0 +1,66 @@
+"""``make bench`` end to end on a tiny random Llama: every section runs and renders (figures are not checked)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from medlora.config import MedloraConfig
+from medlora.data.prepare import prepare_dataset
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+
+
+@pytest.fixture
+def bench_modules(monkeypatch, tmp_path):
+    import run_benchmarks
+
+    monkeypatch.setattr(run_benchmarks, "RESULTS", tmp_path / "results")
+    monkeypatch.setenv("MEDLORA_CACHE", str(tmp_path / "cache"))
+    return run_benchmarks
+
+
+def test_quick_bench_runs_every_section_on_a_tiny_model(bench_modules, tiny_llama_dir, qa_jsonl, tmp_path,
+                                                        one_torch_thread):
+    terms = tmp_path / "tiny.txt"
+    terms.write_text("condition\n", encoding="utf-8")
+    cfg = MedloraConfig().with_overrides({"data.specialty": str(terms), "data.sources": [str(qa_jsonl)]})
+    prepare_dataset(cfg.data, output_dir=tmp_path / "data")
+    sections = "precision,training,overhead,adapters,mixed,bot"
+    args = argparse.Namespace(quick=True, sections=sections, model=str(tiny_llama_dir), data=str(tmp_path / "data"),
+                              train_records=8, val_records=4, rounds=3, repeats=1,
+                              no_doc=True, compare_bf16=True, render_only=False)
+    report = bench_modules.run(args)
+    results = report["results"]
+    assert set(results) == set(sections.split(","))
+    quality = results["precision"]["quality"]  # forced: on a tiny model bf16 costs nothing
+    assert quality["prompts"] == 8 and 0 <= quality["greedy_identical"] <= 8
+    assert abs(quality["loss_difference"]) < 0.1
+    training = results["training"]
+    assert training["baseline"]["computed_tokens"] == 8 * 512  # the note pads every example to 512
+    assert training["baseline"]["real_tokens"] < training["baseline"]["computed_tokens"]
+    assert training["medlora"]["batching"] == "packed" and training["speedup_tokens_per_s"] > 0
+    overhead = results["overhead"]
+    assert overhead["rounds"] == 3 and len(overhead["unmerged_vs_base"]["ci95"]) == 2
+    assert set(results["adapters"]["tokens_per_s"]) == {"1", "2", "4"}
+    assert results["bot"]["three_sources"]["prompt_tokens"] > results["bot"]["no_sources"]["prompt_tokens"]
+    assert results["bot"]["three_sources"]["sources"] == 3
+    table = bench_modules.render(report)
+    for row in ("training tokens/s", "unmerged adapter", "mixed batch", "bot first token", "adapter load"):
+        assert row in table
+    assert json.loads((tmp_path / "results" / "quick" / "training.json").read_text())["records"] == 8
+
+
+def test_doc_block_is_replaced_and_the_prose_kept(bench_modules, tmp_path):
+    doc = tmp_path / "BENCHMARKS.md"
+    doc.write_text("# Benchmarks\n\nHand-written intro.\n", encoding="utf-8")
+    bench_modules.update_doc("| table 1 |\n", doc)
+    bench_modules.update_doc("| table 2 |\n", doc)
+    text = doc.read_text()
+    assert "Hand-written intro." in text and "| table 2 |" in text and "| table 1 |" not in text
