@@ -188,8 +188,9 @@ def render_markdown(report: dict[str, Any], include_examples: bool = True) -> st
     counts = report.get("counts", {})
     head = (f"# Evaluation: {meta.get('adapter')} on {meta.get('base_model')}\n\n"
             f"{report['samples']} held-out questions ({meta.get('specialty')}, data hash "
-            f"{meta.get('dataset_hash')}), {counts.get('vignettes', 0)} diagnostic vignettes, "
-            f"{counts.get('cited', 0)} answers with retrieved sources; {meta.get('decoding')} decoding, max "
+            f"{meta.get('dataset_hash')}), {counts.get('vignettes', 0)} diagnostic vignettes, each question "
+            f"answered {', '.join((meta.get('modes') or {'closed': 'closed-book'}).values())}; "
+            f"{meta.get('decoding')} decoding, max "
             f"{meta.get('max_new_tokens')} new tokens, seed {meta.get('seed')}, {meta.get('date')}.\n\n")
     out += render_checks_markdown(report)
     gate = report.get("gate")
