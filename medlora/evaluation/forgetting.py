@@ -24,7 +24,8 @@ from medlora.evaluation.bootstrap import paired_bootstrap
 from medlora.evaluation.context import EvaluationContext, data_path, build_context
 from medlora.evaluation.likelihood import choose, score_options
 from medlora.evaluation.metrics import get_metric
-from medlora.evaluation.metrics.base import EvalSample, Metric, register
+from medlora.evaluation.metrics.base import EvalSample, register
+from medlora.evaluation.metrics.diagnostic import DiagnosticMultipleChoice
 from medlora.evaluation.runs import VariantRun, run_variant, samples_of
 from medlora.models.loading import LoadedModel
 from medlora.models.prompts import build_prompt
@@ -67,18 +68,12 @@ def reading_samples(checks: list[ReadingCheck], choices: list[int | None]) -> li
 
 
 @register
-class ReadingCheckAccuracy(Metric):
-    """Share of yes/no reading checks answered correctly (by log-likelihood)."""
+class ReadingCheckAccuracy(DiagnosticMultipleChoice):
+    """Share of yes/no reading checks answered correctly (by log-likelihood, as multiple choice)."""
 
     name = "reading_check_accuracy"
     label = "Yes/no reading check (abstracts)"
-    display = "percent"
     task = "reading"
-
-    def value(self, sample: EvalSample) -> float | None:
-        if sample.extras.get("choice") is None:
-            return None
-        return float(sample.extras["choice"] == sample.extras["answer_index"])
 
 
 @dataclass
