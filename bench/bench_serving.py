@@ -27,7 +27,7 @@ from medlora.models.generation import generate_batch
 from medlora.models.loading import load_base_model
 from medlora.models.prompts import build_prompt
 from medlora.service.llm_service import LLMService
-from medlora.service.retrieval import SourceIndex, sources_from_records
+from medlora.retrieval import SourceIndex, sources_from_records
 from medlora.service.routing import builtin_records
 from medlora.training.model_card import write_metadata
 

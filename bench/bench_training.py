@@ -30,9 +30,10 @@ from medlora.models.loading import LoadedModel, load_base_model
 from medlora.models.precision import matmul_gflops, probe, torch_threads, usable_cores
 from medlora.models.prompts import build_prompt
 from medlora.training.batching import padded_collator
-from medlora.training.encoding import build_dataset, prompt_uses_special_tokens, with_cited_sources
+from medlora.models.prompts import prompt_uses_special_tokens
+from medlora.training.encoding import build_dataset, grounded_rows
 from medlora.training.lora import build_lora_config
-from medlora.training.trainer import train_adapter
+from medlora.training.trainer import grounding_of, train_adapter, training_index
 
 NOTE_MAX_LENGTH = 512
 
@@ -68,7 +69,8 @@ def _note_baseline(loaded: LoadedModel, cfg: MedloraConfig, data_dir: Path, out:
     tcfg = cfg.training
     tok, spec = loaded.tokenizer, loaded.spec
     records = load_split(data_dir, "train")
-    rows = with_cited_sources(records, tcfg.cited_fraction, tcfg.seed)  # the same prompts medlora trains on
+    # the same prompts (and retrieved sources) medlora trains on
+    rows = grounded_rows(records, grounding_of(tcfg), tcfg.seed, **training_index(cfg, data_dir))
     add_special = prompt_uses_special_tokens(tok, spec)
     texts = [build_prompt(tok, spec, r.question, s) + answer + tok.eos_token for r, s, answer in rows]
     encoded = tok(texts, padding="max_length", truncation=True, max_length=NOTE_MAX_LENGTH,

@@ -166,3 +166,16 @@ def test_paired_bootstrap_interval():
     assert paired_bootstrap(metric, good, good, resamples=300, seed=1) == paired_bootstrap(
         metric, good, good, resamples=300, seed=1)
     assert np.isfinite(clear.low)
+
+
+def test_a_stream_stops_at_the_first_repeat():
+    from medlora.models.loops import RepetitionGuard
+
+    guard = RepetitionGuard()
+    words = ("Psoriasis causes red scaly plaques on the elbows and knees " * 3).split(" ")
+    out = "".join(guard.feed(w + " ") for w in words) + guard.finish()
+    assert guard.done and out.count("Psoriasis") == 1 and len(out.split()) < 2 * 10
+    fine = RepetitionGuard()
+    text = "Psoriasis causes plaques. Treatment is topical. "
+    assert "".join(fine.feed(p) for p in text.split(" ")) + fine.finish() == "".join(text.split(" "))
+    assert not fine.done

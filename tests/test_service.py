@@ -67,6 +67,9 @@ def make_wordy_model(base_dir: Path, out_dir: Path, tokenizer) -> Path:
     words = {i for token, i in tokenizer.get_vocab().items() if token.startswith("Ġ") and token[1:].isalpha()}
     generation = GenerationConfig.from_pretrained(out_dir)
     generation.suppress_tokens = sorted(set(range(len(tokenizer))) - words)
+    # Greedy on a random model repeats one word, which the loop cut (rightly) ends after one word: distinct
+    # words keep the answer long enough for streaming to be observable.
+    generation.no_repeat_ngram_size = 1
     generation.save_pretrained(out_dir)
     return out_dir
 

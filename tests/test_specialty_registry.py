@@ -88,14 +88,9 @@ def test_service_routes_a_radiology_question_to_the_radiology_adapter(tiny_llama
     assert [a.adapter for a in answers] == ["radiology", "dermatology", "cardiology"]
 
 
-def test_evaluation_index_takes_its_specialties_from_the_registry(monkeypatch, tmp_path):
-    from medlora.evaluation import evaluate
-    from medlora.service import retrieval
+def test_the_source_index_takes_its_specialties_from_the_registry():
+    from medlora.retrieval.corpus import builtin_sets, collect_default_documents
 
-    seen = {}
-    monkeypatch.setattr(retrieval, "load_or_build_default_index",
-                        lambda cache, medquad, abstracts, builtins: seen.setdefault("builtins", builtins))
-    cfg = MedloraConfig().with_overrides({"evaluation.medquad_dir": "", "evaluation.abstracts_csv": "",
-                                          "evaluation.cache_dir": str(tmp_path)})
-    evaluate.default_index(cfg)
-    assert list(seen["builtins"]) == english_builtin_specialties()
+    assert [name for name, _ in builtin_sets()] == english_builtin_specialties()
+    corpora = {source.corpus for source, _ in collect_default_documents(None, None)}
+    assert corpora == {f"builtin-{name}" for name in english_builtin_specialties()}

@@ -158,10 +158,10 @@ def decode_new_tokens(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel
         ids = ids[: ids.index(tokenizer.eos_token_id)]
     if spec.is_encoder_decoder and ids and ids[0] == model.config.decoder_start_token_id:
         ids = ids[1:]
-    new_tokens = len(ids)
-    ids, looped = cut_loop(ids)
-    text, repeated = cut_repetition(tokenizer.decode(ids, skip_special_tokens=True).strip())
-    return text, new_tokens, looped or repeated
+    # The loop stop ended a looping row; the cut is textual (one definition, medlora.models.loops), so a
+    # streamed answer (cut by RepetitionGuard as it goes) and a batched one end at the same character.
+    text, repeated = cut_repetition(tokenizer.decode(ids, skip_special_tokens=True))
+    return text.strip(), len(ids), repeated
 
 
 def generate_batch(

@@ -57,3 +57,41 @@ def cut_repetition(text: str) -> tuple[str, bool]:
     if cut is None:
         return text, False
     return text[:cut].rstrip(" ,;:-"), True
+
+
+class RepetitionGuard:
+    """:func:`cut_repetition` for a stream: text flows through until the first repeat is found, then stops.
+
+    Nothing is held back (the first words reach the reader at once), so a looping streamed answer keeps the
+    few words of the repeat that were sent before it was recognised (at most ``LOOP_WORD_NGRAM - 1`` words,
+    or one short sentence) where the batched answer is cut exactly. :attr:`done` turns true at the repeat.
+    """
+
+    HOLD_WORDS = 0
+
+    def __init__(self) -> None:
+        self.raw = ""
+        self.emitted = 0
+        self.done = False
+
+    def feed(self, piece: str) -> str:
+        if self.done:
+            return ""
+        self.raw += piece
+        text, cut = cut_repetition(self.raw)
+        if cut:
+            self.done = True
+            return self._emit(len(text), text)
+        words = list(_WORD.finditer(self.raw))
+        limit = words[-self.HOLD_WORDS].start() if self.HOLD_WORDS and len(words) > self.HOLD_WORDS else len(self.raw)
+        return self._emit(limit, self.raw)
+
+    def finish(self) -> str:
+        text, _ = cut_repetition(self.raw)
+        return self._emit(len(text), text)
+
+    def _emit(self, limit: int, text: str) -> str:
+        if limit <= self.emitted:
+            return ""
+        out, self.emitted = text[self.emitted : limit], limit
+        return out

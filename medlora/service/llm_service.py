@@ -36,6 +36,7 @@ from medlora.errors import MedloraError
 from medlora.fsutil import atomic_directory, check_replaceable
 from medlora.models.adapters import check_adapter_base, load_lora
 from medlora.models.generation import decoding_kwargs, generate_batch
+from medlora.models.loops import RepetitionGuard
 from medlora.models.loading import LoadedModel, load_base_model, load_from_config
 from medlora.models.prompts import build_prompt
 from medlora.service.registry import (
@@ -264,8 +265,14 @@ class AnswerStream:
         pieces: list[str] = []
         pending = ""  # whitespace held back: the finished answer is stripped, so the stream must be too
         try:
+            guard = RepetitionGuard()  # the loop cut of the batch path, applied as the text streams
             for piece in itertools.chain(streamer, [None]):
-                text = pending + (citations.feed(piece) if piece is not None else citations.flush())
+                if piece is not None:
+                    piece = guard.feed(piece)
+                    if guard.done:
+                        self._cancel.set()  # a repeat started: stop generating
+                text = pending + (citations.feed(piece) if piece is not None
+                                  else citations.feed(guard.finish()) + citations.flush())
                 if not pieces:
                     text = text.lstrip()
                 stripped = text.rstrip()
