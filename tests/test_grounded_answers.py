@@ -15,7 +15,7 @@ from medlora.evaluation.bootstrap import paired_bootstrap
 from medlora.evaluation.metrics import EvalSample, get_metric
 from medlora.evaluation.metrics.facts import inheritance_correct, inheritance_patterns
 from medlora.evaluation.metrics.loops import is_looping
-from medlora.models.generation import CitationRange, LoopStop, cut_loop, repeats_tail
+from medlora.models.generation import CitationRange, LoopStop, repeats_tail
 
 HPO_ANSWER = (
     "What are the signs and symptoms of Harlequin ichthyosis? The Human Phenotype Ontology provides the following "
@@ -57,15 +57,13 @@ def test_prepared_splits_carry_no_template(tmp_path):
     assert all(r.question.startswith("What are the symptoms") for r in records)  # questions untouched
 
 
-def test_loop_stop_marks_a_repeated_tail_and_the_cut_keeps_the_first_copy():
+def test_loop_stop_marks_a_repeated_tail():
     sentence = list(range(20, 35))  # 15 tokens
     ids = sentence + sentence[:12]
     assert repeats_tail(torch.tensor(ids), 12) and not repeats_tail(torch.tensor(sentence), 12)
     stop = LoopStop(prompt_length=3, n=12)
     batch = torch.tensor([[0, 1, 2, *ids], [0, 1, 2, *range(100, 127)]])
     assert stop(batch, torch.zeros(2, 5)).tolist() == [True, False]
-    assert cut_loop(sentence * 3, 12) == (sentence, True)
-    assert cut_loop(sentence, 12) == (sentence, False)
 
 
 def test_citation_range_only_allows_the_numbered_sources(tiny_tokenizer):

@@ -67,11 +67,6 @@ def cache_dir(cfg: MedloraConfig) -> Path:
     return Path(cfg.evaluation.cache_dir) if cfg.evaluation.cache_dir else default_cache_dir()
 
 
-def default_index(cfg: MedloraConfig) -> SourceIndex | None:
-    """The bot's citation index (MedQuAD + abstracts + built-in sets), from the cache when unchanged."""
-    return configured_index(cfg)
-
-
 def sample_records(records: Sequence[QARecord], limit: int | None, seed: int) -> list[QARecord]:
     """A seeded sample of at most ``limit`` records, in a stable order (all when ``limit`` is None)."""
     ordered = sorted(records, key=lambda r: (r.doc_id, r.question))
@@ -121,7 +116,7 @@ def build_context(
     specialty = specialty or manifest.get("specialty") or Path(cfg.data.specialty).stem
     modes = list(modes or ecfg.modes)
     if any(m != "closed" for m in modes) and index is None:
-        index = default_index(cfg)
+        index = configured_index(cfg)
     sources, notes = mode_sources(records, modes, index, ecfg.citation_top_k, held_out)
     ctx = EvaluationContext(specialty=specialty, split=split, records=records, modes=sources, notes=notes)
 

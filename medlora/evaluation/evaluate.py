@@ -49,7 +49,7 @@ from medlora.evaluation.runs import (
     VariantRun,
     compare,
     compare_modes,
-    label_of,
+    metric_info,
     metric_keys,
     numbered,
     run_variant,
@@ -62,7 +62,7 @@ from medlora.models.generation import Generation, generate_answers
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.models.prompts import build_prompt
 from medlora.models.quantization import is_quantized
-from medlora.retrieval import SourceIndex
+from medlora.retrieval import SourceIndex, configured_index
 from medlora.training.model_card import read_metadata, record_evaluation, write_metadata
 
 log = logging.getLogger(__name__)
@@ -139,10 +139,6 @@ def latency_summary(generations: Sequence[Generation]) -> dict[str, float]:
     }
 
 
-def metric_info(keys: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
-    return ({k: label_of(k) for k in keys}, {k: get_metric(k.partition("@")[0]).display for k in keys})
-
-
 def _device_name(loaded: LoadedModel) -> str:
     if loaded.device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(loaded.device)})"
@@ -187,9 +183,7 @@ def evaluate_adapter(
     for name in metric_names:
         get_metric(name)  # fail on an unknown metric before any generation
     if index is None and any(m != "closed" for m in ecfg.modes):
-        from medlora.evaluation.context import default_index
-
-        index = default_index(cfg)
+        index = configured_index(cfg)
     ctx = build_context(cfg, data_dir, metric_names, vocabulary=vocabulary, index=index, split=split)
     outside = build_outside(cfg, ctx.specialty, index) if ecfg.outside else OutsideSet({}, [])
     note_prompts, note_sources = _note_case_prompts(loaded, index, ecfg.citation_top_k) if ecfg.note_cases else ([], [])

@@ -15,11 +15,12 @@ from typing import Any
 from rich.progress import Progress
 
 from medlora.config import MedloraConfig
-from medlora.evaluation.context import build_context, default_index
+from medlora.evaluation.context import build_context
 from medlora.evaluation.gate import GateResult, check_gate
 from medlora.evaluation.metrics import get_metric
 from medlora.evaluation.report import write_matrix_reports
-from medlora.evaluation.runs import label_of, metric_keys, run_variant, score_run
+from medlora.evaluation.runs import metric_info, metric_keys, run_variant, score_run
+from medlora.retrieval import configured_index
 from medlora.evaluation.vocabulary import Vocabulary
 from medlora.models.adapters import check_adapter_base, load_lora
 from medlora.models.loading import LoadedModel, load_from_config
@@ -76,7 +77,7 @@ def evaluate_matrix(
         check_adapter_base(path, loaded)
     metric_names = list(cfg.evaluation.metrics)
     if any(m != "closed" for m in cfg.evaluation.modes) and index is None:
-        index = default_index(cfg)  # built (or loaded) once for all columns
+        index = configured_index(cfg)  # built (or loaded) once for all columns
     contexts = {s: build_context(cfg, d, metric_names, specialty=s, vocabulary=vocabulary, index=index)
                 for s, d in data_dirs.items()}
     cells: dict[str, dict[str, dict[str, float | None]]] = {"base": {}}
@@ -102,8 +103,7 @@ def evaluate_matrix(
                             modes=list(contexts[own].modes))
         failures += [f"{name} on {own}: {f}" for f in result.failures]
     keys = list(dict.fromkeys(k for ctx in contexts.values() for k in metric_keys(ctx, metric_names)))
-    labels = {k: label_of(k) for k in keys}
-    displays = {k: get_metric(k.partition("@")[0]).display for k in keys}
+    labels, displays = metric_info(keys)
     notes = sorted({f"{s}: {n}" for s, ctx in contexts.items() for n in ctx.notes})
     matrix = MatrixReport(
         specialties=list(contexts),

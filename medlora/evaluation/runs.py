@@ -114,6 +114,11 @@ def compare_modes(ctx: EvaluationContext, run: VariantRun, metric: str, better: 
                             resamples=resamples, seed=seed)
 
 
+def metric_info(keys: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Labels and display kinds of score keys (``rouge_l@open`` → "ROUGE-L · open-book", ``score``)."""
+    return {k: label_of(k) for k in keys}, {k: get_metric(k.partition("@")[0]).display for k in keys}
+
+
 def label_of(key: str) -> str:
     name, _, mode = key.partition("@")
     label = get_metric(name).label

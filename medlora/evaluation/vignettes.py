@@ -15,7 +15,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from medlora.data.records import QARecord, clean_answer, clean_text, normalise
+from medlora.data.records import QARecord, clean_answer, normalise
 from medlora.evaluation.vocabulary import normalise_words
 
 MASK = "this condition"

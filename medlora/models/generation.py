@@ -69,17 +69,6 @@ def repeats_tail(ids: torch.Tensor, n: int) -> bool:
     return bool((windows == ids[-n:]).all(dim=1).any())
 
 
-def cut_loop(ids: list[int], n: int = LOOP_NGRAM) -> tuple[list[int], bool]:
-    """``ids`` up to where a repeated ``n``-gram starts again (the loop stop's cut); ``(ids, cut?)``."""
-    seen: set[tuple[int, ...]] = set()
-    for end in range(n, len(ids) + 1):
-        gram = tuple(ids[end - n : end])
-        if gram in seen:
-            return ids[: end - n], True
-        seen.add(gram)
-    return ids, False
-
-
 @lru_cache(maxsize=8)
 def _bracket_tokens(tokenizer: PreTrainedTokenizerBase) -> tuple[frozenset[int], frozenset[int], dict[str, int]]:
     """Token ids that open ``[``, that close ``]``, and the single-digit tokens, from the vocabulary."""

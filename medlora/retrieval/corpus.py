@@ -17,7 +17,7 @@ from pathlib import Path
 
 from medlora.config import MedloraConfig
 from medlora.data.prepare import BUILTIN_LICENSE
-from medlora.data.records import QARecord, clean_answer, clean_text, normalise, snippet
+from medlora.data.records import QARecord, clean_answer, normalise, snippet
 from medlora.data.sources import abstracts as abstracts_source
 from medlora.data.sources import medquad as medquad_source
 from medlora.data.sources.json_pairs import iter_json_pairs
