@@ -86,6 +86,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "top15-lr2e-3": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16, "training.lora_alpha": 32,
                      "training.learning_rate": 2e-3, "training.grounded_fraction": 0.6,
                      "training.lora_top_layers": 15},
+    "top15-lr1e-3-related0.8": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16,
+                                "training.lora_alpha": 32, "training.learning_rate": 1e-3,
+                                "training.grounded_fraction": 0.6, "training.related_only_fraction": 0.8,
+                                "training.lora_top_layers": 15},
+    "top15-lr1e-3-grounded0.9": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16,
+                                 "training.lora_alpha": 32, "training.learning_rate": 1e-3,
+                                 "training.grounded_fraction": 0.9, "training.lora_top_layers": 15},
     "all-linear-r16-grounded0.9": {"training.target_modules": ALL_LINEAR, "training.lora_r": 16,
                                    "training.lora_alpha": 32, "training.learning_rate": 5e-4,
                                    "training.grounded_fraction": 0.9},
@@ -189,10 +196,17 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _fingerprint(args: argparse.Namespace, data_dir: Path) -> str:
+def _fingerprint(args: argparse.Namespace, data_dir: Path, shown: str) -> str:
+    """Settings, data and the sources every question is shown: the base's answers depend on all three."""
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "variants")}
     manifest = (data_dir / "manifest.json").read_text(encoding="utf-8")
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode() + manifest.encode()).hexdigest()[:16]
+    payload = json.dumps(settings, sort_keys=True).encode() + manifest.encode() + shown.encode()
+    return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def _shown_sources(ctx: Any) -> str:
+    return hashlib.sha256(json.dumps({m: [[s.source_id for s in shown] for shown in per_record]
+                                      for m, per_record in ctx.modes.items()}, sort_keys=True).encode()).hexdigest()
 
 
 def _save_base(path: Path, run: VariantRun, outside: OutsideSet) -> None:
@@ -245,11 +259,13 @@ def main() -> None:
     out_json.parent.mkdir(parents=True, exist_ok=True)
     result: dict[str, Any] = {
         "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "config", "variants")},
+        "settings": {**{k: v for k, v in vars(args).items() if k not in ("out", "config", "variants")},
+                     "sources_shown": _shown_sources(ctx)[:16]},
+        "citation_index": ctx.data.get("citation_index"),
         "validation_questions": len(ctx.records), "variants": [],
     }
     scratch = Path(tempfile.mkdtemp(prefix="medlora-sweep-"))
-    cache = cache_dir(cfg) / f"sweep-base-{_fingerprint(args, data_dir)}.json"
+    cache = cache_dir(cfg) / f"sweep-base-{_fingerprint(args, data_dir, _shown_sources(ctx))}.json"
     base_run = _load_base(cache, outside)
     if base_run is None:
         with Progress() as progress:

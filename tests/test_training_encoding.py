@@ -52,7 +52,7 @@ def test_grounded_rows_show_the_own_passage_among_distractors_and_cite_it():
         assert number == cited and title == record.focus and text in record.answer
         other_titles = [t for n, t, _ in sources if n != cited]
         assert record.focus not in other_titles  # distractor sources are other diseases
-    assert grounded_rows(records, Grounding(1.0, 0.0, 3), seed=0) == rows  # seeded
+    assert grounded_rows(records, Grounding(fraction=1.0, top_k=3), seed=0) == rows  # seeded
     plain = grounded_rows(records, Grounding(fraction=0.0), seed=0)
     assert all(not sources and answer == r.answer for r, sources, answer in plain)
 
@@ -87,6 +87,26 @@ def test_grounded_distractors_come_from_the_index_and_never_from_a_masked_diseas
     masked = grounded_rows(train[:1], grounding, seed=0, index=index, mask=mask)
     shown = [t for _, sources, _ in masked for _, t, _ in sources]
     assert shown and "Guttate psoriasis" not in shown and "Plaque psoriasis" not in shown  # never its own disease
+
+
+def test_related_rows_hide_the_own_passage_and_cite_another_document_on_the_same_disease():
+    own = _record("Is harlequin ichthyosis inherited?", "Harlequin ichthyosis is inherited in an autosomal "
+                  "recessive pattern. Parents are carriers.", "Harlequin ichthyosis")
+    annotation = _record("Harlequin ichthyosis genes", "Harlequin ichthyosis is inherited in an autosomal recessive "
+                         "pattern. Associated genes: ABCA12.", "Harlequin ichthyosis")
+    annotation = QARecord(annotation.question, annotation.answer, "hpo", focus=annotation.focus,
+                          url="https://example.org/hpo/harlequin-ichthyosis")
+    others = [_record(f"Is {name} inherited?", f"{name} is inherited in an autosomal dominant pattern.", name)
+              for name in ("Lamellar ichthyosis", "Ichthyosis vulgaris", "Epidermolytic ichthyosis")]
+    index = SourceIndex.build(sources_from_records([own, annotation, *others], "medquad"))
+    rows = grounded_rows([own], Grounding(fraction=1.0, related_only=1.0, top_k=3), seed=0, index=index)
+    ((_, sources, target),) = rows
+    (cited,) = {int(n) for n in re.findall(r"\[(\d)\]", target)}
+    assert "ABCA12" in sources[cited - 1][2]  # the annotation, not the question's own page
+    assert not any("Parents are carriers" in text for _, _, text in sources)
+    assert [t for _, t, _ in sources].count("Harlequin ichthyosis") == 1  # the rest are distractors
+    oracle = grounded_rows([own], Grounding(fraction=1.0, related_only=0.0, top_k=3), seed=0, index=index)
+    assert any("Parents are carriers" in text for _, _, text in oracle[0][1])
 
 
 def test_cite_in_answer_places_the_marker_after_the_first_sentence():

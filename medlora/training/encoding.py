@@ -65,7 +65,8 @@ class Grounding:
     """How training examples carry sources (RAFT-style): see :func:`grounded_rows`."""
 
     fraction: float = 0.0  # share of examples shown with k retrieved sources
-    distractor_only: float = 0.0  # of those, the share whose own passage is left out
+    distractor_only: float = 0.0  # of those, the share shown no source on their disease
+    related_only: float = 0.0  # of the rest, the share shown another document on their disease, not their own
     top_k: int = 3
 
 
@@ -81,12 +82,18 @@ def grounded_rows(
 ) -> list[Row]:
     """Rows ``(record, sources, target)``, seeded, in the bot's prompt format.
 
-    A grounded row shows ``top_k`` numbered sources: the record's own passage (its oracle) among distractors
-    that BM25 retrieves for the question from ``index`` — hard negatives, never the same disease, never a
-    passage ``mask`` removes (validation and test diseases) — and its target cites the oracle as ``[n]``.
-    A ``distractor_only`` share leaves the oracle out; its target says the sources do not cover the question
-    before answering, so the model learns to tell a supporting source from a look-alike. Without an index,
-    distractors are other records of the training set. The rest are plain closed-book rows.
+    A grounded row shows ``top_k`` numbered sources that BM25 retrieves for the question from ``index`` (never
+    a passage ``mask`` removes: validation and test diseases), in one of three kinds:
+
+    - *distractors only* (``distractor_only``): hard negatives, none on the record's disease; the target says
+      the sources do not cover the question before answering, so the model learns to tell a supporting source
+      from a look-alike;
+    - *related* (``related_only``): another document on the same disease (an HPO annotation, another MedQuAD
+      site) among distractors, cited as ``[n]`` — exactly what open-book use looks like, where the question's
+      own page is not in the index;
+    - *oracle*: the record's own passage among distractors, cited as ``[n]`` (the knowledge-base case).
+
+    Without an index, distractors are other records of the training set. The rest are closed-book rows.
     """
     rng = random.Random(seed)
     rows: list[Row] = []
@@ -94,18 +101,20 @@ def grounded_rows(
         if grounding.fraction <= 0 or rng.random() >= grounding.fraction:
             rows.append((record, [], record.answer))
             continue
-        distractors = _distractors(record, records, grounding.top_k, rng, index, mask)
+        related, distractors = _retrieved(record, records, grounding.top_k, rng, index, mask)
         if not distractors:
             rows.append((record, [], record.answer))
             continue
-        own = sources_from_records([record], "train")
-        if rng.random() < grounding.distractor_only or not own:
-            shown = distractors[: grounding.top_k]
-            rows.append((record, _numbered(shown), f"{NOT_COVERED} {record.answer}"))
+        own = [source for source, _ in sources_from_records([record], "train")]
+        kind = rng.random()
+        if kind < grounding.distractor_only or not (own or related):
+            rows.append((record, _numbered(distractors[: grounding.top_k]), f"{NOT_COVERED} {record.answer}"))
             continue
-        shown = [*distractors[: grounding.top_k - 1], own[0][0]]
+        use_related = bool(related) and (not own or rng.random() < grounding.related_only)
+        cited = related[0] if use_related else own[0]
+        shown = [*distractors[: grounding.top_k - 1], cited]
         rng.shuffle(shown)
-        rows.append((record, _numbered(shown), cite_in_answer(record.answer, shown.index(own[0][0]) + 1)))
+        rows.append((record, _numbered(shown), cite_in_answer(record.answer, shown.index(cited) + 1)))
     return rows
 
 
@@ -113,21 +122,22 @@ def _numbered(sources: Sequence[Source]) -> list[tuple[int, str, str]]:
     return [(n, s.title, s.text) for n, s in enumerate(sources, start=1)]
 
 
-def _distractors(record: QARecord, records: Sequence[QARecord], k: int, rng: random.Random,
-                 index: SourceIndex | None, mask: np.ndarray | None) -> list[Source]:
-    """Up to ``k`` sources that look relevant to ``record`` but are not about its disease."""
+def _retrieved(record: QARecord, records: Sequence[QARecord], k: int, rng: random.Random,
+               index: SourceIndex | None, mask: np.ndarray | None) -> tuple[list[Source], list[Source]]:
+    """``(related, distractors)``: other documents on the record's disease, and up to ``k`` sources that look
+    relevant to it but are not about its disease. The record's own document is in neither."""
     names = {normalise(n) for n in (record.focus, *record.synonyms) if n}
     own_document = document_key(record)
 
-    def unrelated(source: Source) -> bool:
-        return (source.document != own_document and normalise(source.focus) not in names
-                and not set(source.cuis) & set(record.cuis))
+    def same_disease(source: Source) -> bool:
+        return (normalise(source.focus) in names or bool(set(source.cuis) & set(record.cuis))
+                or any(normalise(s) in names for s in source.synonyms))
 
     if index is not None:
-        hits = index.search(record.question, 4 * k, mask=mask)
-        return [h.source for h in hits if unrelated(h.source)][:k]
+        hits = [h.source for h in index.search(record.question, 4 * k, mask=mask) if h.source.document != own_document]
+        return [s for s in hits if same_disease(s)], [s for s in hits if not same_disease(s)][:k]
     pool = [o for o in rng.sample(list(records), min(len(records), 4 * k)) if o.split_group() != record.split_group()]
-    return [s for s, _ in sources_from_records(pool, "train") if unrelated(s)][:k]
+    return [], [s for s, _ in sources_from_records(pool, "train") if not same_disease(s)][:k]
 
 
 def build_dataset(

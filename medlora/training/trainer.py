@@ -67,7 +67,8 @@ def _precision_flags(configured: str = "auto") -> dict[str, bool]:
 
 
 def grounding_of(tcfg: Any) -> Grounding:
-    return Grounding(tcfg.grounded_fraction, tcfg.distractor_only_fraction, tcfg.top_k_sources)
+    return Grounding(tcfg.grounded_fraction, tcfg.distractor_only_fraction, tcfg.related_only_fraction,
+                     tcfg.top_k_sources)
 
 
 def training_index(cfg: MedloraConfig, data_dir: str | Path) -> dict[str, Any]:
@@ -274,7 +275,8 @@ def save_adapter(
                 "learning_rate": tcfg.learning_rate, "warmup_ratio": tcfg.warmup_ratio,
                 "max_grad_norm": tcfg.max_grad_norm, "max_length": tcfg.max_length,
                 "max_train_samples": tcfg.max_train_samples, "grounded_fraction": tcfg.grounded_fraction,
-                "distractor_only_fraction": tcfg.distractor_only_fraction, "top_k_sources": tcfg.top_k_sources,
+                "distractor_only_fraction": tcfg.distractor_only_fraction,
+                "related_only_fraction": tcfg.related_only_fraction, "top_k_sources": tcfg.top_k_sources,
                 "seed": tcfg.seed,
             },
             "training": _result_summary(result),
