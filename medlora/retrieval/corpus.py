@@ -26,6 +26,7 @@ from medlora.data.specialties import builtin_sets as registered_sets
 from medlora.data.specialties import english_builtin_specialties
 from medlora.models.embedded import default_cache_dir
 from medlora.retrieval.index import INDEX_FORMAT, Source, SourceFilter, SourceIndex
+from medlora.retrieval.relevance import family_keys
 
 log = logging.getLogger(__name__)
 
@@ -72,16 +73,22 @@ def held_out_documents(records: Iterable[QARecord]) -> SourceFilter:
 
 
 def leakage_filter(records: Iterable[QARecord]) -> SourceFilter:
-    """Exclude the records' documents and any passage on the same disease (focus, synonym or CUI)."""
+    """Exclude the records' documents and any passage on the same disease, a subtype or its parent
+    (:mod:`medlora.retrieval.relevance`: names, synonyms, CUIs)."""
     records = list(records)
     keys = {document_key(r) for r in records}
     names = {normalise(n) for r in records for n in (r.focus, *r.synonyms) if n and normalise(n)}
+    parents = set().union(*(family_keys(n) for n in names)) if names else set()
     cuis = {c for r in records for c in r.cuis}
 
     def exclude(source: Source) -> bool:
-        if source.document in keys or (source.focus and normalise(source.focus) in names):
+        if source.document in keys or cuis.intersection(source.cuis):
             return True
-        return bool(cuis.intersection(source.cuis)) or any(normalise(s) in names for s in source.synonyms)
+        for name in (source.focus, *source.synonyms):
+            key = normalise(name) if name else ""
+            if key and (key in parents or family_keys(name) & names):
+                return True
+        return False
 
     return exclude
 
@@ -93,7 +100,8 @@ def builtin_sets() -> list[tuple[str, Path]]:
 
 
 def hpo_sources(data_dir: Path | None = None) -> list[tuple[Source, str]]:
-    """One passage per HPO-annotated disease (inheritance, genes, course, signs by frequency)."""
+    """One passage per HPO-annotated disease (inheritance, genes, course, signs by frequency), and one per
+    defined phenotype (what "melasma" is) from the ontology itself."""
     documents = []
     for disease in hpo_source.merge_same_name(hpo_source.iter_disease_annotations(data_dir)):
         passage = disease.passage()
@@ -104,6 +112,14 @@ def hpo_sources(data_dir: Path | None = None) -> list[tuple[Source, str]]:
             focus=disease.name, corpus="hpo", license=hpo_source.HPO_LICENSE, document=disease.disease_id,
         )
         documents.append((source, passage))
+    if data_dir is None or data_dir == hpo_source.hpo_data_dir():
+        for term in hpo_source.iter_phenotype_terms():
+            source = Source(
+                source_id=f"hpo:{term.term_id}", title=term.name, url=term.url, text=snippet(term.text),
+                focus=term.name, corpus="hpo", license=hpo_source.HPO_LICENSE, document=term.term_id,
+                synonyms=term.synonyms,
+            )
+            documents.append((source, f"{term.text} {' '.join(term.synonyms)}"))
     return documents
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from medlora.fsutil import atomic_directory
 from medlora.retrieval.translate import expand_query
 
-INDEX_FORMAT = 3  # bump when what a Source holds or how passages are cut changes (invalidates caches)
+INDEX_FORMAT = 4  # bump when what a Source holds or how passages are cut changes (invalidates caches)
 
 
 @dataclass(frozen=True)

@@ -16,10 +16,11 @@ import numpy as np
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
-from medlora.data.records import QARecord, normalise
+from medlora.data.records import QARecord
 from medlora.models.architecture import ModelSpec
 from medlora.models.prompts import build_prompt, prompt_uses_special_tokens
 from medlora.retrieval import Source, SourceIndex, document_key, sources_from_records
+from medlora.retrieval.relevance import about_condition
 
 IGNORE_INDEX = -100  # positions the loss skips (prompt and padding)
 
@@ -126,12 +127,10 @@ def _retrieved(record: QARecord, records: Sequence[QARecord], k: int, rng: rando
                index: SourceIndex | None, mask: np.ndarray | None) -> tuple[list[Source], list[Source]]:
     """``(related, distractors)``: other documents on the record's disease, and up to ``k`` sources that look
     relevant to it but are not about its disease. The record's own document is in neither."""
-    names = {normalise(n) for n in (record.focus, *record.synonyms) if n}
     own_document = document_key(record)
 
     def same_disease(source: Source) -> bool:
-        return (normalise(source.focus) in names or bool(set(source.cuis) & set(record.cuis))
-                or any(normalise(s) in names for s in source.synonyms))
+        return about_condition(source, record.focus, record.synonyms, record.cuis)
 
     if index is not None:
         hits = [h.source for h in index.search(record.question, 4 * k, mask=mask) if h.source.document != own_document]

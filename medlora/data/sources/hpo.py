@@ -60,8 +60,51 @@ def hpo_terms() -> dict[str, dict]:
             "name": raw.get("name", ""),
             "synonyms": list(raw.get("synonym", [])),
             "parents": [p.split(" ! ")[0].strip() for p in raw.get("is_a", [])],
+            "definition": _DEFINITION.sub(r"\1", raw.get("definition", "") or "").strip(),
+            "comment": (raw.get("comment", "") or "").strip(),
         }
     return out
+
+
+_DEFINITION = re.compile(r'^"(.*)"\s*\[[^\]]*\]\s*$', re.DOTALL)  # '"text." [refs]' -> 'text.'
+PHENOTYPE_ROOT = "HP:0000118"  # Phenotypic abnormality
+
+
+@dataclass(frozen=True)
+class PhenotypeTerm:
+    """A phenotype of the HPO with its definition: what "melasma" or "paronychia" is, in one paragraph."""
+
+    term_id: str
+    name: str
+    synonyms: tuple[str, ...]
+    text: str
+
+    @property
+    def url(self) -> str:
+        return f"https://hpo.jax.org/browse/term/{self.term_id}"
+
+
+def iter_phenotype_terms() -> Iterator[PhenotypeTerm]:
+    """Phenotypic abnormalities (below HP:0000118) that carry a definition or a comment."""
+    terms = hpo_terms()
+    children: dict[str, list[str]] = defaultdict(list)
+    for term_id, term in terms.items():
+        for parent in term["parents"]:
+            children[parent].append(term_id)
+    seen, stack = set(), [PHENOTYPE_ROOT]
+    while stack:
+        node = stack.pop()
+        if node in seen or node not in terms:
+            continue
+        seen.add(node)
+        stack.extend(children[node])
+    for term_id in sorted(seen):
+        term = terms[term_id]
+        body = " ".join(part for part in (term["definition"], term["comment"]) if part)
+        if not body:
+            continue
+        also = f" Also called: {', '.join(term['synonyms'][:4])}." if term["synonyms"] else ""
+        yield PhenotypeTerm(term_id, term["name"], tuple(term["synonyms"]), f"{term['name']}: {body}{also}")
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ Samples have ``task = "cited"``: ``extras["retrieved"]`` is the list of sources 
 ``record.cuis`` describe the question. A citation ``[n]`` is
 
 - *invented* when ``n`` is not one of the numbered sources,
-- *relevant* when the cited source's focus equals the question's focus or one of its synonyms (after
-  :func:`medlora.data.records.normalise`) or the two share a UMLS CUI.
+- *relevant* when the cited source is about the question's condition, a subtype of it or its parent
+  (:func:`medlora.retrieval.relevance.about_condition`: names after normalisation, synonyms, UMLS CUIs).
 
 Citations are counted once per answer (``[1] ... [1]`` is one citation of source 1).
 """
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from medlora.data.records import normalise
 from medlora.evaluation.metrics.base import EvalSample, Metric, register
+from medlora.retrieval.relevance import about_condition
 
 _CITATION = re.compile(r"\[\s*(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*\d{1,3})*)\s*\]")
 MAX_RANGE = 20
@@ -42,14 +42,8 @@ def parse_citations(text: str) -> list[int]:
     return list(found)
 
 
-def _field(source: Any, name: str) -> Any:
-    return source.get(name) if isinstance(source, dict) else getattr(source, name, None)
-
-
 def is_relevant(source: Any, focus: str, synonyms: Sequence[str], cuis: Sequence[str]) -> bool:
-    keys = {normalise(n) for n in (focus, *synonyms) if n and normalise(n)}
-    source_focus = normalise(_field(source, "focus") or "")
-    return bool(source_focus and source_focus in keys) or bool(set(_field(source, "cuis") or ()) & set(cuis))
+    return about_condition(source, focus, synonyms, cuis)
 
 
 @dataclass(frozen=True)
