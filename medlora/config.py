@@ -102,6 +102,8 @@ class TrainingConfig(_Strict):
     grounded_fraction: float = Field(0.5, ge=0.0, le=1.0)
     distractor_only_fraction: float = Field(0.2, ge=0.0, le=1.0)
     related_only_fraction: float = Field(0.5, ge=0.0, le=1.0)
+    # Where grounded targets cite: "sentence" = after the first sentence, "lead" = "According to [n], ...".
+    citation_style: Literal["sentence", "lead"] = "sentence"
     top_k_sources: int = Field(3, ge=1, le=9)
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)

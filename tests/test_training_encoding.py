@@ -115,6 +115,13 @@ def test_cite_in_answer_places_the_marker_after_the_first_sentence():
     assert cite_in_answer("no sentence end", 3) == "no sentence end [3]"
 
 
+def test_lead_citation_opens_the_answer():
+    assert cite_in_answer("The rash is itchy. It fades.", 2, "lead") == "According to [2], the rash is itchy. It fades."
+    assert cite_in_answer("Psoriasis is chronic.", 1, "lead") == "According to [1], Psoriasis is chronic."
+    rows = grounded_rows(_records(), Grounding(fraction=1.0, top_k=3, citation_style="lead"), seed=0)
+    assert all(answer.startswith("According to [") for _, _, answer in rows)
+
+
 def test_lora_on_the_top_layers_only(tiny_llama_dir):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM

@@ -53,8 +53,22 @@ _FIRST_SENTENCE_END = re.compile(r"(?<=[a-z0-9)][.!?])(?=\s+[A-Z])")
 NOT_COVERED = "The sources above do not cover this question; from general medical knowledge:"
 
 
-def cite_in_answer(answer: str, number: int) -> str:
-    """Put ``[number]`` after the answer's first sentence (or at its end): where a grounded answer cites."""
+_COMMON_OPENERS = frozenset({"a", "an", "the", "this", "these", "those", "it", "its", "they", "there", "in", "most",
+                             "some", "many", "people", "treatment", "symptoms", "signs", "yes", "no"})
+
+
+def cite_in_answer(answer: str, number: int, style: str = "sentence") -> str:
+    """Cite ``[number]`` where a grounded answer cites it.
+
+    ``sentence``: after the answer's first sentence (or at its end). ``lead``: "According to [n], ..." — the
+    citation is the answer's first decision, which a small model learns from far fewer examples than a marker
+    in the middle of a sentence it is busy copying.
+    """
+    if style == "lead":
+        first, _, rest = answer.partition(" ")
+        if first.lower() in _COMMON_OPENERS:
+            first = first.lower()
+        return f"According to [{number}], {first} {rest}".rstrip()
     match = _FIRST_SENTENCE_END.search(answer)
     if match is None:
         return f"{answer} [{number}]"
@@ -69,6 +83,7 @@ class Grounding:
     distractor_only: float = 0.0  # of those, the share shown no source on their disease
     related_only: float = 0.0  # of the rest, the share shown another document on their disease, not their own
     top_k: int = 3
+    citation_style: str = "sentence"  # where the target cites: see cite_in_answer
 
 
 Row = tuple[QARecord, list[tuple[int, str, str]], str]
@@ -115,7 +130,8 @@ def grounded_rows(
         cited = related[0] if use_related else own[0]
         shown = [*distractors[: grounding.top_k - 1], cited]
         rng.shuffle(shown)
-        rows.append((record, _numbered(shown), cite_in_answer(record.answer, shown.index(cited) + 1)))
+        rows.append((record, _numbered(shown),
+                     cite_in_answer(record.answer, shown.index(cited) + 1, grounding.citation_style)))
     return rows
 
 

@@ -68,7 +68,7 @@ def _precision_flags(configured: str = "auto") -> dict[str, bool]:
 
 def grounding_of(tcfg: Any) -> Grounding:
     return Grounding(tcfg.grounded_fraction, tcfg.distractor_only_fraction, tcfg.related_only_fraction,
-                     tcfg.top_k_sources)
+                     tcfg.top_k_sources, tcfg.citation_style)
 
 
 def training_index(cfg: MedloraConfig, data_dir: str | Path) -> dict[str, Any]:
@@ -277,6 +277,7 @@ def save_adapter(
                 "max_train_samples": tcfg.max_train_samples, "grounded_fraction": tcfg.grounded_fraction,
                 "distractor_only_fraction": tcfg.distractor_only_fraction,
                 "related_only_fraction": tcfg.related_only_fraction, "top_k_sources": tcfg.top_k_sources,
+                "citation_style": tcfg.citation_style,
                 "seed": tcfg.seed,
             },
             "training": _result_summary(result),
