@@ -37,6 +37,7 @@ def _config(model_dir, qa_jsonl, tmp_path) -> MedloraConfig:
         "evaluation.outside": False,
         "evaluation.medquad_dir": "",  # the index is the built-in sets only: fast, and the same on every machine
         "evaluation.abstracts_csv": "",
+        "evaluation.hpo_sources": False,
     })
 
 
