@@ -100,11 +100,13 @@ def prepare(
     preset: PresetOpt = None,
     specialty: Annotated[str | None, typer.Option(
         help="dermatology, cardiology, radiology, a language variant (dermatology-fr) or a .txt term list")] = None,
-    source: Annotated[list[str] | None, typer.Option(help="builtin | medquad:DIR | abstracts:CSV | hub:ID | file.jsonl")] = None,
+    source: Annotated[list[str] | None, typer.Option(
+        help="builtin | medquad:DIR | abstracts:CSV | hub:ID | file.jsonl")] = None,
     output_dir: Annotated[Path | None, typer.Option(help="where the splits and manifest.json go")] = None,
     max_records: Annotated[int | None, typer.Option(help="keep a seeded sample of at most this many")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="count malformed records instead of failing")] = False,
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help="count malformed records instead of failing")] = False,
     language: Annotated[str | None, typer.Option(
         help="en or fr: the built-in set written in that language (same as --specialty <name>-fr)")] = None,
 ) -> None:
@@ -158,7 +160,8 @@ def train(
     model: Annotated[str | None, typer.Option(help="base model: embedded:..., a hub id or a local dir")] = None,
     epochs: Annotated[float | None, typer.Option("--epochs")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch_size", "--batch-size")] = None,
-    gradient_accumulation_steps: Annotated[int | None, typer.Option("--grad_accum", "--gradient-accumulation-steps")] = None,
+    gradient_accumulation_steps: Annotated[int | None, typer.Option(
+        "--grad_accum", "--gradient-accumulation-steps")] = None,
     learning_rate: Annotated[float | None, typer.Option("--lr", "--learning-rate")] = None,
     max_train_samples: Annotated[int | None, typer.Option()] = None,
     max_length: Annotated[int | None, typer.Option()] = None,
@@ -204,8 +207,10 @@ def evaluate(
     max_new_tokens: Annotated[int | None, typer.Option()] = None,
     vignettes: Annotated[int | None, typer.Option(help="diagnostic vignettes (0 = skip)")] = None,
     modes: Annotated[str | None, typer.Option(
-        help="comma-separated: closed (no sources), open (sources minus the split's documents), kb (full index)")] = None,
-    split: Annotated[str, typer.Option(help="the prepared split to evaluate on (test; the sweep uses validation)")] = "test",
+        help="comma-separated: closed (no sources), open (sources minus the split's documents), "
+             "kb (full index)")] = None,
+    split: Annotated[str, typer.Option(
+        help="the prepared split to evaluate on (test; the sweep uses validation)")] = "test",
     latency_samples: Annotated[int | None, typer.Option(help="answers timed per variant (0 = skip)")] = None,
     specialty: Annotated[str | None, typer.Option()] = None,
     gate: Annotated[bool, typer.Option("--gate", help="exit 1 when the adapter misses the configured margins")] = False,
@@ -259,7 +264,8 @@ def evaluate(
 @app.command()
 def demo(
     config: ConfigOpt = None,
-    full: Annotated[bool, typer.Option("--full", help="config.yaml's recipe on the whole training split (hours on a CPU)")] = False,
+    full: Annotated[bool, typer.Option(
+        "--full", help="config.yaml's recipe on the whole training split (hours on a CPU)")] = False,
     specialties: Annotated[str, typer.Option(help="comma-separated specialties to train")] = "dermatology",
 ) -> None:
     """Prepare, train and evaluate from nothing, then print where everything is."""

@@ -72,7 +72,8 @@ def find_gguf(model: EmbeddedModel) -> Path:
         candidate = Path(location) / model.gguf_file
         if candidate.is_file():
             return candidate
-    raise ModelNotAvailableError(f"{model.pip_spec} is installed but {model.gguf_file} is missing from it; reinstall it")
+    raise ModelNotAvailableError(
+        f"{model.pip_spec} is installed but {model.gguf_file} is missing from it; reinstall it")
 
 
 def ensure_converted(name: str, cache_dir: str | Path | None = None) -> Path:

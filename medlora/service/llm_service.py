@@ -50,7 +50,7 @@ from medlora.service.registry import (
     scan_adapters_dir,
 )
 from medlora.retrieval import Retrieved, SourceIndex
-from medlora.service.routing import RouteDecision, SpecialtyRouter, build_router, builtin_specialties
+from medlora.service.routing import RouteDecision, SpecialtyRouter, build_router
 from medlora.models.prompts import prompt_uses_special_tokens
 
 log = logging.getLogger(__name__)
