@@ -24,7 +24,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from peft import PeftModel
@@ -201,7 +201,8 @@ class _Cancelled(StoppingCriteria):
         self.event = event
 
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        done = torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+        return cast(torch.BoolTensor, done)
 
 
 class AnswerStream:
@@ -482,9 +483,9 @@ class LLMService:
         resolved: list[tuple[str | None, RouteDecision | None]] = []
         for i, name in enumerate(wanted):
             if name == AUTO_NAME:
-                decision = decisions.get(i)
-                chosen = decision.adapter if decision and decision.adapter in self._adapters else None
-                resolved.append((chosen, decision))
+                routed = decisions.get(i)
+                chosen = routed.adapter if routed and routed.adapter in self._adapters else None
+                resolved.append((chosen, routed))
             else:
                 resolved.append((None if name == BASE_NAME else name, None))
         return resolved
