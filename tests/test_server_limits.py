@@ -15,8 +15,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_server import running_server
-from test_service import CARD_Q, DERM_Q, make_adapter, make_index, make_router, make_wordy_model, service_config
+from helpers import (
+    CARD_Q,
+    DERM_Q,
+    make_adapter,
+    make_index,
+    make_router,
+    make_wordy_model,
+    running_server,
+    service_config,
+)
 
 from medlora.server.app import create_app
 from medlora.service.llm_service import LLMService

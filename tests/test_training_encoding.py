@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import make_pairs
+from helpers import make_pairs
 from transformers import AutoConfig
 
 from medlora.data.records import QARecord
