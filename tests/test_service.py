@@ -111,11 +111,20 @@ def test_stream_yields_the_same_answer(service):
     assert stream.answer is not None and stream.answer.text == reference.text
 
 
-def test_stream_closed_early_frees_the_model(service):
-    stream = service.stream(CARD_Q, "cardiology", max_new_tokens=50)
-    iterator = iter(stream)
-    next(iterator)
-    iterator.close()  # the reader goes away: generation stops and the lock is released
+def test_stream_closed_early_stops_generating_and_frees_the_model(service):
+    steps: list[int] = []  # one embedding lookup per decoding step
+    hook = service.generation_model.get_input_embeddings().register_forward_hook(lambda *_: steps.append(1))
+    try:
+        stream = service.stream(CARD_Q, "cardiology", max_new_tokens=50)
+        iterator = iter(stream)
+        next(iterator)
+        iterator.close()  # the reader goes away: generation stops and the lock is released
+    finally:
+        hook.remove()
+    assert 0 < len(steps) < 25, f"generation went on after the reader left ({len(steps)} of 50 steps)"
+    assert stream.answer is None
+    assert service._lock.acquire(timeout=5), "the model is still locked"
+    service._lock.release()
     assert service.answer(CARD_Q, "cardiology").body
 
 
