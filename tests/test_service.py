@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -113,7 +114,12 @@ def test_stream_yields_the_same_answer(service):
 
 def test_stream_closed_early_stops_generating_and_frees_the_model(service):
     steps: list[int] = []  # one embedding lookup per decoding step
-    hook = service.generation_model.get_input_embeddings().register_forward_hook(lambda *_: steps.append(1))
+
+    def slow_step(*_: object) -> None:  # 50 steps take over a second: closing after the first piece is sooner
+        steps.append(1)
+        time.sleep(0.02)
+
+    hook = service.generation_model.get_input_embeddings().register_forward_hook(slow_step)
     try:
         stream = service.stream(CARD_Q, "cardiology", max_new_tokens=50)
         iterator = iter(stream)
