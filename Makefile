@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.medlora-installed
 
-.PHONY: install browser demo demo-multi test bench clean
+.PHONY: install browser demo demo-multi lint test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ demo: install
 demo-multi: install
 	$(BIN)/medlora demo --specialties dermatology,cardiology,radiology
 
-test: install browser
+# Lint (ruff, rules in pyproject.toml) and type-check (mypy on medlora/).
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: install browser lint
 	$(BIN)/python -m pytest -q
 
 bench: install

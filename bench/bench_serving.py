@@ -182,10 +182,12 @@ def bot(model_name: str, empty_dir: Path, *, new_tokens: int, repeats: int) -> d
             total.append(time.perf_counter() - started)
             sources = len(stream.sources)
             prompt_tokens = len(service.loaded_model.tokenizer(service._prompt(question, stream.sources))["input_ids"])
-        out[label] = {"first_token_s": round(statistics.median(first), 3), "end_to_end_s": round(statistics.median(total), 3),
+        out[label] = {"first_token_s": round(statistics.median(first), 3),
+                      "end_to_end_s": round(statistics.median(total), 3),
                       "sources": sources, "prompt_tokens": prompt_tokens}
     out["new_tokens"] = new_tokens
-    out["first_token_vs_no_sources"] = round(out["three_sources"]["first_token_s"] / out["no_sources"]["first_token_s"], 2)
+    out["first_token_vs_no_sources"] = round(
+        out["three_sources"]["first_token_s"] / out["no_sources"]["first_token_s"], 2)
     return out
 
 
@@ -212,7 +214,8 @@ def precision_quality(model_name: str, *, new_tokens: int) -> dict[str, Any]:
         for choice in ("fp32", "bf16"):
             set_process_precision(choice)
             started = time.perf_counter()
-            answers[choice] = [g.text for g in generate_batch(loaded.model, tok, spec, prompts, max_new_tokens=new_tokens)]
+            generated = generate_batch(loaded.model, tok, spec, prompts, max_new_tokens=new_tokens)
+            answers[choice] = [g.text for g in generated]
             seconds[choice] = time.perf_counter() - started
             with torch.no_grad(), autocast(choice, loaded.device):  # type: ignore[arg-type]
                 losses[choice] = loaded.model(**batch, use_cache=False).loss.item()

@@ -13,7 +13,8 @@ its own:
 Both modes use AdamW with the same steps, batch and seed; the learning rate differs by design (LoRA's usual
 1e-3 for the demo preset, 5e-5 for full fine-tuning — 1e-3 on all weights diverges), and is printed.
 
-Usage: ``python bench/lora_vs_full.py [--steps 24] [--max-length 128] [--batch 4]`` → ``bench/results/lora_vs_full.json``
+Usage: ``python bench/lora_vs_full.py [--steps 24] [--max-length 128] [--batch 4]``
+→ ``bench/results/lora_vs_full.json``
 """
 
 from __future__ import annotations

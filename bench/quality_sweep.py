@@ -192,7 +192,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         other = next((r.get("interval") for k, r in outside.items() if k.startswith("rouge_l@")), None)
 
         def pct(key: str) -> str:
-            value = sc.get(key)
+            value = sc.get(key)  # noqa: B023 - pct is called only within this iteration
             return "–" if value is None else f"{100 * value:.0f} %"
 
         lines.append(

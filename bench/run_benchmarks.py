@@ -107,7 +107,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         adapter_paths = make_adapters(args.model, work / "adapters", 4 if quick else 16)
     empty = work / "no-adapters"
     empty.mkdir()
-    section("overhead", lambda: overhead(args.model, adapter_paths[0], new_tokens=new_tokens, rounds=3 if quick else args.rounds))
+    section("overhead", lambda: overhead(args.model, adapter_paths[0], new_tokens=new_tokens,
+                                         rounds=3 if quick else args.rounds))
     service_holder: dict[str, Any] = {}
 
     def adapters_section() -> dict[str, Any]:
@@ -199,21 +200,25 @@ def render(report: dict[str, Any]) -> str:
             f"{md['seconds']:.1f} s | {t['wall_ratio']:.3f}× | |")
         add(f"| 1 | validation loss (answer tokens, {t['validation_records']} held-out) | {b['validation_loss']:.4f} | "
             f"{md['validation_loss']:.4f} | {md['validation_loss'] - b['validation_loss']:+.4f} | ≤ baseline |")
-        add(f"| 1 | share of the fp32 matmul peak ({t['fp32_peak_gflops']:.0f} GFLOP/s) | {b['share_of_fp32_peak']:.0%} | "
+        add(f"| 1 | share of the fp32 matmul peak ({t['fp32_peak_gflops']:.0f} GFLOP/s) | "
+            f"{b['share_of_fp32_peak']:.0%} | "
             f"{md['share_of_fp32_peak']:.0%} | {md['share_of_fp32_peak'] / max(b['share_of_fp32_peak'], 1e-9):.2f}× | "
             f"≥ 60 % of the best peak ({md['share_of_best_peak']:.0%}) |")
     if "overhead" in r:
         o = r["overhead"]
-        add(f"| 2 | unmerged adapter ({o['prompts']} prompts × {o['new_tokens']} tokens, {o['rounds']} paired rounds) | "
-            f"base {o['median_s']['base']:.2f} s | {o['median_s']['unmerged']:.2f} s | {_ci(o['unmerged_vs_base'])} | ≤ 1.05× |")
+        add(f"| 2 | unmerged adapter ({o['prompts']} prompts × {o['new_tokens']} tokens, "
+            f"{o['rounds']} paired rounds) | base {o['median_s']['base']:.2f} s | {o['median_s']['unmerged']:.2f} s | "
+            f"{_ci(o['unmerged_vs_base'])} | ≤ 1.05× |")
         add(f"| 2 | merged adapter | base {o['median_s']['base']:.2f} s | {o['median_s']['merged']:.2f} s | "
             f"{_ci(o['merged_vs_base'])} | ≤ 1.01× |")
     if "adapters" in r:
         a = r["adapters"]
         counts = list(a["tokens_per_s"])
-        add(f"| 3 | adapter load from disk (r 8, {a['adapter_file_mb']:.1f} MB) | first {a['load_ms']['first']:.0f} ms | "
+        add(f"| 3 | adapter load from disk (r 8, {a['adapter_file_mb']:.1f} MB) | "
+            f"first {a['load_ms']['first']:.0f} ms | "
             f"later {a['load_ms']['median_rest']:.0f} ms (median) | | ≤ 300 ms |")
-        add(f"| 3 | switching the default adapter | | {a['switch_ms']['median']:.3f} ms (max {a['switch_ms']['max']:.2f}) | | ≤ 50 ms |")
+        add(f"| 3 | switching the default adapter | | {a['switch_ms']['median']:.3f} ms "
+            f"(max {a['switch_ms']['max']:.2f}) | | ≤ 50 ms |")
         add(f"| 3 | RSS per loaded adapter | RSS with 1: {a['rss_mb'][counts[0]]:.0f} MiB | with {counts[-1]}: "
             f"{a['rss_mb'][counts[-1]]:.0f} MiB | {a['rss_per_adapter_mb']:.2f} MiB each | ≤ 10 MB |")
         for count in counts[1:]:
@@ -222,7 +227,8 @@ def render(report: dict[str, Any]) -> str:
     if "mixed" in r:
         x = r["mixed"]
         add(f"| 4 | mixed batch ({x['requests']} requests, {x['adapters']} adapters) | 8 serial calls "
-            f"{x['median_s']['serial']:.2f} s | one batch {x['median_s']['mixed']:.2f} s | {_ci(x['speedup'])} faster | ≥ 3× |")
+            f"{x['median_s']['serial']:.2f} s | one batch {x['median_s']['mixed']:.2f} s | "
+            f"{_ci(x['speedup'])} faster | ≥ 3× |")
     if "bot" in r:
         bt = r["bot"]
         n, s3 = bt["no_sources"], bt["three_sources"]

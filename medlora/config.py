@@ -174,7 +174,7 @@ class ServiceConfig(_Strict):
     max_new_tokens: int = Field(192, ge=1)
     retrieval: bool = True
     top_k_sources: int = Field(3, ge=0)
-    admin_token_env: str = "MEDLORA_ADMIN_TOKEN"
+    admin_token_env: str = "MEDLORA_ADMIN_TOKEN"  # noqa: S105 - the variable's name, not a token
     # adapter="auto": below this top-class probability the question goes to the base model instead.
     routing_threshold: float = Field(0.6, ge=0.0, le=1.0)
     # The server collects concurrent requests this long, then answers them in one mixed-adapter batch.

@@ -1,5 +1,7 @@
 """Shared fixtures: tiny random Llama and T5 models with a tiny byte-level BPE tokenizer, built offline.
 
+Builders that are plain functions (adapters, indexes, configs, a live server) are in helpers.py.
+
 The models are random, so tests assert mechanics (shapes, files, reloads, equivalences), never quality.
 """
 
@@ -9,14 +11,14 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-import torch
-
+# Before anything imports huggingface_hub, which reads these once.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("MEDLORA_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from helpers import SHARED_DATA, make_pairs, make_wordy_model  # noqa: E402
+
 
 _CORPUS = [
     "What are the ABCDE criteria for melanoma? Asymmetry, border irregularity, color variegation, diameter "
@@ -92,17 +94,10 @@ def tiny_t5_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     return path
 
 
-def make_pairs(n: int, prefix: str = "Condition") -> list[dict]:
-    """``n`` distinct QA pairs over ``n // 2`` foci (two questions per disease, to exercise group splits)."""
-    pairs = []
-    for i in range(n):
-        focus = f"{prefix} {i // 2}"
-        pairs.append({
-            "input": f"What is the first-line treatment of {focus.lower()} variant {i}?",
-            "output": f"For {focus.lower()} the first-line treatment is topical therapy number {i} with follow-up.",
-            "focus": focus,
-        })
-    return pairs
+@pytest.fixture(scope="module")
+def wordy_llama_dir(tiny_llama_dir, tiny_tokenizer, tmp_path_factory) -> Path:
+    """The tiny Llama restricted to whole words, so streamed answers arrive word by word."""
+    return make_wordy_model(tiny_llama_dir, tmp_path_factory.mktemp("wordy") / "llama", tiny_tokenizer)
 
 
 @pytest.fixture

@@ -77,7 +77,8 @@ def test_cli_exit_code_and_vllm_command(trained, tiny_llama_dir, tmp_path, capsy
     bad = _save(tiny_llama_dir, tmp_path / "head", modules_to_save=["lm_head"])
     assert main([str(trained["qv"]), str(bad)]) == 1
     assert "NOT loadable" in capsys.readouterr().out
-    argv = vllm_serve_command("HuggingFaceTB/SmolLM2-135M-Instruct", {"derm": trained["qv"], "cardio": trained["attention"]})
+    argv = vllm_serve_command("HuggingFaceTB/SmolLM2-135M-Instruct",
+                              {"derm": trained["qv"], "cardio": trained["attention"]})
     assert argv[:4] == ["vllm", "serve", "HuggingFaceTB/SmolLM2-135M-Instruct", "--enable-lora"]
     assert argv[argv.index("--max-loras") + 1] == "2" and argv[argv.index("--max-lora-rank") + 1] == "16"
     assert argv[-2:] == [f"derm={trained['qv']}", f"cardio={trained['attention']}"]

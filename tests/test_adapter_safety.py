@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_service import DERM_Q, make_adapter, service_config
+from helpers import DERM_Q, make_adapter, service_config
 
 from medlora.errors import MedloraError, ModelNotAvailableError
 from medlora.models.adapters import UnsafeAdapterError, check_adapter_files, load_lora

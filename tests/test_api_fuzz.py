@@ -9,8 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_server import running_server
-from test_service import make_adapter, make_index, make_router, make_wordy_model, service_config
+from helpers import make_adapter, make_index, make_router, make_wordy_model, running_server, service_config
 
 schemathesis = pytest.importorskip("schemathesis", reason="schemathesis is a dev extra: pip install -e '.[dev]'")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

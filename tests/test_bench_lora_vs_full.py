@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def test_lora_vs_full_bench_runs_and_compares(tiny_llama_dir, tmp_path):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_service import make_adapter
+from helpers import make_adapter
 
 from medlora.service.hub import ALLOWED_FILES, PushError, push_adapter
 from medlora.service.registry import describe_adapter

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import make_pairs
+from helpers import make_pairs
 from typer.testing import CliRunner
 
 from medlora.cli import app

@@ -28,7 +28,7 @@ def _free_port() -> int:
 
 def _tensors(adapter_dir: Path) -> dict[str, tuple[tuple[int, ...], str]]:
     with safe_open(str(adapter_dir / "adapter_model.safetensors"), "pt") as handle:
-        return {k: (tuple(handle.get_tensor(k).shape), str(handle.get_tensor(k).dtype)) for k in handle.keys()}
+        return {k: (tuple(handle.get_tensor(k).shape), str(handle.get_tensor(k).dtype)) for k in handle.keys()}  # noqa: SIM118 - safe_open is not iterable
 
 
 @pytest.mark.distributed
@@ -62,7 +62,8 @@ def test_two_process_gloo_training_saves_the_single_process_format(tiny_llama_di
     single = train_adapter(cfg, data_dir, tmp_path / "one")
     two, one = tmp_path / "two", tmp_path / "one"
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
-    assert json.loads((two / "adapter_config.json").read_text()) == json.loads((one / "adapter_config.json").read_text())
+    config_two, config_one = ((d / "adapter_config.json").read_text() for d in (two, one))
+    assert json.loads(config_two) == json.loads(config_one)
     assert _tensors(two) == _tensors(one)
     # Two processes split each epoch: half the optimizer steps of the single process (batch 4 per process).
     two_result = json.loads((two / "training_log.json").read_text())["result"]

@@ -6,45 +6,22 @@ import json
 
 import pytest
 import torch
+from helpers import pipeline_config
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-from medlora.config import MedloraConfig
 from medlora.data.prepare import prepare_dataset
 from medlora.evaluation.evaluate import evaluate_adapter
 from medlora.training.trainer import train_adapter
 
 
-def _config(model_dir, qa_jsonl, tmp_path) -> MedloraConfig:
-    terms = tmp_path / "tiny.txt"
-    terms.write_text("condition\n", encoding="utf-8")
-    return MedloraConfig().with_overrides({
-        "models.llm.name": str(model_dir),
-        "data.specialty": str(terms),
-        "data.sources": [str(qa_jsonl)],
-        "data.test_fraction": 0.2,
-        "training.epochs": 1,
-        "training.batch_size": 4,
-        "training.gradient_accumulation_steps": 1,
-        "training.max_length": 64,
-        "training.save_steps": 5,
-        "evaluation.max_new_tokens": 8,
-        "evaluation.batch_size": 4,
-        "evaluation.latency_samples": 0,
-        "evaluation.modes": ["closed", "open"],
-        "evaluation.max_samples": 6,
-        "evaluation.bootstrap_resamples": 100,
-        "evaluation.outside": False,
-        "evaluation.medquad_dir": "",  # the index is the built-in sets only: fast, and the same on every machine
-        "evaluation.abstracts_csv": "",
-        "evaluation.hpo_sources": False,
-    })
+
 
 
 @pytest.mark.parametrize("arch", ["llama", "t5"])
 def test_prepare_train_reload_evaluate(arch, tiny_llama_dir, tiny_t5_dir, qa_jsonl, tmp_path):
     model_dir = tiny_llama_dir if arch == "llama" else tiny_t5_dir
-    cfg = _config(model_dir, qa_jsonl, tmp_path)
+    cfg = pipeline_config(model_dir, qa_jsonl, tmp_path)
     data_dir, adapter_dir, report_dir = tmp_path / "data", tmp_path / "adapter", tmp_path / "reports"
 
     report = prepare_dataset(cfg.data, output_dir=data_dir)
@@ -84,7 +61,7 @@ def test_prepare_train_reload_evaluate(arch, tiny_llama_dir, tiny_t5_dir, qa_jso
 def test_resume_after_a_finished_run_starts_fresh(tiny_llama_dir, qa_jsonl, tmp_path):
     # A successful save removes the run's checkpoints (they must not seed a later run); the interrupted-run
     # cases are in test_resume.py.
-    cfg = _config(tiny_llama_dir, qa_jsonl, tmp_path).with_overrides({"training.save_steps": 2})
+    cfg = pipeline_config(tiny_llama_dir, qa_jsonl, tmp_path).with_overrides({"training.save_steps": 2})
     data_dir, adapter_dir = tmp_path / "data", tmp_path / "adapter"
     prepare_dataset(cfg.data, output_dir=data_dir)
     first = train_adapter(cfg, data_dir, adapter_dir)
@@ -101,7 +78,7 @@ def test_same_seed_trains_the_same_adapter(tiny_llama_dir, qa_jsonl, tmp_path):
     """Two runs with one seed give bit-identical LoRA weights (LoRA init, data order and grounding are seeded)."""
     from safetensors.torch import load_file
 
-    cfg = _config(tiny_llama_dir, qa_jsonl, tmp_path).with_overrides({"training.grounded_fraction": 0.5})
+    cfg = pipeline_config(tiny_llama_dir, qa_jsonl, tmp_path).with_overrides({"training.grounded_fraction": 0.5})
     data_dir = tmp_path / "data"
     prepare_dataset(cfg.data, output_dir=data_dir)
     weights = []

@@ -18,9 +18,8 @@ def test_crash_leaves_previous_target_and_no_debris(tmp_path):
     target = tmp_path / "adapter"
     target.mkdir()
     (target / "adapter_model.safetensors").write_text("good weights")
-    with pytest.raises(RuntimeError):
-        with atomic_directory(target) as staging:
-            (staging / "adapter_model.safetensors").write_text("half")
-            raise RuntimeError("power cut")
+    with pytest.raises(RuntimeError), atomic_directory(target) as staging:
+        (staging / "adapter_model.safetensors").write_text("half")
+        raise RuntimeError("power cut")
     assert (target / "adapter_model.safetensors").read_text() == "good weights"
     assert [p.name for p in tmp_path.iterdir()] == ["adapter"]

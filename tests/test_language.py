@@ -8,7 +8,6 @@ from medlora.data.language import UNKNOWN, detect_language
 from medlora.data.prepare import builtin_dataset_path
 from medlora.data.records import QARecord
 from medlora.data.sources.json_pairs import iter_json_pairs
-from medlora.data.specialties import english_builtin_specialties
 from medlora.evaluation.metrics import EvalSample, get_metric
 from medlora.retrieval import SourceIndex
 from medlora.retrieval.corpus import collect_default_documents

@@ -34,9 +34,8 @@ garbage = st.binary(max_size=600) | st.text(max_size=300).map(lambda t: t.encode
 
 
 def _file(data: bytes, suffix: str) -> Path:
-    handle = tempfile.NamedTemporaryFile(suffix=suffix, delete=False)
-    handle.write(data)
-    handle.close()
+    with tempfile.NamedTemporaryFile(suffix=suffix, delete=False) as handle:
+        handle.write(data)
     return Path(handle.name)
 
 

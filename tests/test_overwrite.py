@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_service import make_adapter, service_config
+from helpers import make_adapter, service_config
 
 from medlora.config import load_config
 from medlora.errors import MedloraError
@@ -51,10 +51,10 @@ def test_check_replaceable_and_keep_previous(tmp_path):
 
 
 def test_demo_has_its_own_paths():
-    from medlora.cli import _demo_paths, _paths
+    from medlora.cli.common import demo_paths, paths
 
     cfg = load_config(preset="demo")
-    demo, full = _demo_paths(cfg), _paths(cfg)
+    demo, full = demo_paths(cfg), paths(cfg)
     for mine, theirs in zip(demo, full, strict=True):
         assert mine != theirs and "demo" in str(mine)
     assert demo[1] == Path("data/models/lora-dermatology-demo-adapter")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_pairs
+from helpers import make_pairs
 
 from medlora.config import DataConfig
 from medlora.data.prepare import load_split, prepare_dataset

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from test_end_to_end import _config
+from helpers import pipeline_config
 
 from medlora.data.prepare import prepare_dataset
 from medlora.errors import MedloraError
@@ -39,7 +39,7 @@ train_adapter(cfg, sys.argv[2], sys.argv[3])
 def _cfg(tiny_llama_dir, qa_jsonl, tmp_path):
     # Closed-book rows only: grounded rows draw distractors from the machine's source index, which a
     # subprocess may build differently; the resume mechanics are the same either way.
-    return _config(tiny_llama_dir, qa_jsonl, tmp_path).with_overrides({
+    return pipeline_config(tiny_llama_dir, qa_jsonl, tmp_path).with_overrides({
         "training.save_steps": 1, "training.epochs": 2, "training.lora_dropout": 0.0,
         "training.grounded_fraction": 0.0})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_service import make_adapter
+from helpers import make_adapter
 
 from medlora.config import MedloraConfig
 from medlora.data.records import QARecord

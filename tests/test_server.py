@@ -4,24 +4,19 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
-from test_service import (
+from helpers import (
     CARD_Q,
     DERM_Q,
     make_adapter,
     make_index,
     make_router,
-    make_wordy_model,
+    running_server,
     service_config,
 )
 
@@ -32,34 +27,6 @@ from medlora.service.llm_service import LLMService
 openai = pytest.importorskip("openai", reason="the openai client is a dev extra: pip install -e '.[dev]'")
 
 ADMIN_ENV = "MEDLORA_TEST_ADMIN_TOKEN"
-
-
-@contextmanager
-def running_server(app) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a random free port of 127.0.0.1 in a thread; yield its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        sock.close()
-
-
-@pytest.fixture(scope="module")
-def wordy_llama_dir(tiny_llama_dir, tiny_tokenizer, tmp_path_factory) -> Path:
-    return make_wordy_model(tiny_llama_dir, tmp_path_factory.mktemp("wordy") / "llama", tiny_tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +76,11 @@ def test_non_streamed_completion_has_sources_and_disclaimer(client, service):
     assert [s["title"] for s in extra["sources"]] == [s.title for s in expected.sources]
     assert extra["sources"][0]["url"] == "https://example.org/melanoma"
     assert extra["disclaimer"] == MEDICAL_DISCLAIMER
-    assert response.choices[0].finish_reason in ("stop", "length")
+    # This answer ends before the 10-token budget; one capped at 2 tokens ends by length.
+    assert expected.timings["new_tokens"] < 10 and response.choices[0].finish_reason == "stop"
+    capped = client.chat.completions.create(model="dermatology", max_tokens=2,
+                                            messages=[{"role": "user", "content": DERM_Q}])
+    assert capped.choices[0].finish_reason == "length"
 
 
 def test_streamed_completion_matches_and_ends_with_sources(client, base_url):

@@ -15,8 +15,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_server import running_server
-from test_service import CARD_Q, DERM_Q, make_adapter, make_index, make_router, make_wordy_model, service_config
+from helpers import (
+    CARD_Q,
+    DERM_Q,
+    make_adapter,
+    make_index,
+    make_router,
+    make_wordy_model,
+    running_server,
+    service_config,
+)
 
 from medlora.server.app import create_app
 from medlora.service.llm_service import LLMService
@@ -159,23 +167,23 @@ def test_request_timeout_and_client_disconnect_drop_queued_work(url, svc, monkey
 
 
 def test_streams_are_capped(url, svc):
-    with svc._lock:  # the first stream's generation waits for the model: it keeps its slot
-        with ThreadPoolExecutor(1) as pool:
-            def stream_one() -> int:
-                with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=30, json={
-                        "model": "dermatology", "stream": True,
-                        "messages": [{"role": "user", "content": CARD_Q}]}) as response:
-                    return response.status_code if list(response.iter_lines()) else -1
+    # the first stream's generation waits for the model: it keeps its slot
+    with svc._lock, ThreadPoolExecutor(1) as pool:
+        def stream_one() -> int:
+            with httpx.stream("POST", f"{url}/v1/chat/completions", timeout=30, json={
+                    "model": "dermatology", "stream": True,
+                    "messages": [{"role": "user", "content": CARD_Q}]}) as response:
+                return response.status_code if list(response.iter_lines()) else -1
 
-            first = pool.submit(stream_one)
-            _wait_until(lambda: _load(url)["streams"] == 1)
-            refused = _chat(url, DERM_Q, stream=True)
-            assert refused.status_code == 503 and refused.headers["retry-after"] == "7"
-            svc._lock.release()
-            try:
-                assert first.result(timeout=30) == 200
-            finally:
-                svc._lock.acquire()
+        first = pool.submit(stream_one)
+        _wait_until(lambda: _load(url)["streams"] == 1)
+        refused = _chat(url, DERM_Q, stream=True)
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "7"
+        svc._lock.release()
+        try:
+            assert first.result(timeout=30) == 200
+        finally:
+            svc._lock.acquire()
     _wait_until(lambda: _load(url)["streams"] == 0)
     assert _chat(url, DERM_Q, stream=True).status_code == 200
 

@@ -1,111 +1,26 @@
 """LLMService on tiny random models: load, switch, unload, route, refuse, cite, batch, stream, merge.
 
-Adapters here are made with ``get_peft_model`` and random LoRA B weights instead of training: training is tested
+Adapters here are made (helpers.make_adapter) with random LoRA B weights instead of training: training is tested
 in test_end_to_end.py, and a perturbed adapter is what these tests need — one that changes the output.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import re
-import shutil
+import time
 from pathlib import Path
 
 import pytest
 import torch
-from peft import LoraConfig, TaskType, get_peft_model
-from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, GenerationConfig
+from helpers import CARD_Q, DERM_Q, make_adapter, make_index, make_router, service_config
+from transformers import AutoModelForCausalLM
 
 from medlora import MEDICAL_DISCLAIMER
-from medlora.config import MedloraConfig
 from medlora.errors import AdapterMismatchError, MedloraError
 from medlora.service.llm_service import CitationFilter, LLMService
 from medlora.service.registry import AdapterNotFoundError, default_adapter_name
-from medlora.retrieval import Source, SourceIndex
-from medlora.service.routing import SpecialtyRouter
 from medlora.training.model_card import write_metadata
-
-DERM_Q = "What does a melanoma look like on the skin?"
-CARD_Q = "How is atrial fibrillation of the heart treated?"
-
-
-def make_adapter(base_dir: Path, out_dir: Path, specialty: str, *, seed: int = 1, scale: float = 0.5,
-                 base_id: str | None = None, targets: tuple[str, ...] | None = None) -> Path:
-    """Save a LoRA adapter with random B weights (not a no-op) and medlora metadata, like training does."""
-    config = json.loads((Path(base_dir) / "config.json").read_text())
-    seq2seq = bool(config.get("is_encoder_decoder"))
-    cls = AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM
-    model = cls.from_pretrained(base_dir)
-    torch.manual_seed(seed)  # LoRA A is initialised from the global generator: same adapter in any test order
-    lora = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
-                      target_modules=list(targets or (("q", "v") if seq2seq else ("q_proj", "v_proj"))),
-                      task_type=TaskType.SEQ_2_SEQ_LM if seq2seq else TaskType.CAUSAL_LM)
-    peft_model = get_peft_model(model, lora)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in peft_model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * scale)
-    peft_model.save_pretrained(out_dir, safe_serialization=True)
-    adapter_config = json.loads((out_dir / "adapter_config.json").read_text())
-    base_id = base_id or str(Path(base_dir).resolve())
-    adapter_config["base_model_name_or_path"] = base_id
-    (out_dir / "adapter_config.json").write_text(json.dumps(adapter_config, indent=2))
-    write_metadata(out_dir, {"specialty": specialty, "base_model": {"id": base_id, "name": base_id},
-                             "hyperparameters": {"r": 4}})
-    return out_dir
-
-
-def make_wordy_model(base_dir: Path, out_dir: Path, tokenizer) -> Path:
-    """A copy of the tiny model that may only generate whole words (space-prefixed alphabetic tokens).
-
-    A random model otherwise emits byte junk without spaces, which a word-by-word streamer (transformers'
-    TextIteratorStreamer) sends in one piece; words make streaming observable and deterministic.
-    """
-    shutil.copytree(base_dir, out_dir)
-    words = {i for token, i in tokenizer.get_vocab().items() if token.startswith("Ġ") and token[1:].isalpha()}
-    generation = GenerationConfig.from_pretrained(out_dir)
-    generation.suppress_tokens = sorted(set(range(len(tokenizer))) - words)
-    # Greedy on a random model repeats one word, which the loop cut (rightly) ends after one word: distinct
-    # words keep the answer long enough for streaming to be observable.
-    generation.no_repeat_ngram_size = 1
-    generation.save_pretrained(out_dir)
-    return out_dir
-
-
-def make_index() -> SourceIndex:
-    """A four-document index with links, so answers have sources to cite."""
-    docs = [
-        ("Melanoma", "https://example.org/melanoma",
-         "Melanoma is a skin cancer; look for asymmetry, irregular border, color variation and a growing mole."),
-        ("Psoriasis", "https://example.org/psoriasis",
-         "Psoriasis causes red skin plaques with silvery scale on elbows and knees."),
-        ("Atrial fibrillation", "https://example.org/afib",
-         "Atrial fibrillation is an irregular heart rhythm treated with rate control and anticoagulation."),
-        ("Heart failure", "https://example.org/heart-failure",
-         "Heart failure is treated with beta blockers, ACE inhibitors and diuretics."),
-    ]
-    return SourceIndex.build([
-        (Source(source_id=f"test:{i}", title=title, url=url, text=text[:60], corpus="test"), f"{title} {text}")
-        for i, (title, url, text) in enumerate(docs)
-    ])
-
-
-def make_router(threshold: float = 0.6) -> SpecialtyRouter:
-    derm = ["What causes an itchy skin rash?", "How is psoriasis of the skin treated?", "Is this mole a melanoma?",
-            "What is eczema of the skin?", "How do I treat acne on my face?", "What does a skin biopsy show?"]
-    card = ["What causes chest pain in the heart?", "How is atrial fibrillation treated?",
-            "What is heart failure?", "How is high blood pressure in the heart treated?",
-            "What does an abnormal ECG of the heart mean?", "What is a heart attack?"]
-    return SpecialtyRouter.fit(derm + card, ["dermatology"] * 6 + ["cardiology"] * 6, threshold=threshold)
-
-
-def service_config(base_dir: Path, adapters_dir: Path, **overrides) -> MedloraConfig:
-    values = {"models.llm.name": str(base_dir), "models.llm.adapters_dir": str(adapters_dir),
-              "service.max_new_tokens": 10, "service.top_k_sources": 2}
-    values.update(overrides)
-    return MedloraConfig().with_overrides(values)
 
 
 @pytest.fixture(scope="module")
@@ -114,11 +29,6 @@ def adapters_dir(tiny_llama_dir, tmp_path_factory) -> Path:
     make_adapter(tiny_llama_dir, root / "lora-dermatology-adapter", "dermatology", seed=1)
     make_adapter(tiny_llama_dir, root / "lora-cardiology-adapter", "cardiology", seed=2)
     return root
-
-
-@pytest.fixture(scope="module")
-def wordy_llama_dir(tiny_llama_dir, tiny_tokenizer, tmp_path_factory) -> Path:
-    return make_wordy_model(tiny_llama_dir, tmp_path_factory.mktemp("wordy") / "llama", tiny_tokenizer)
 
 
 @pytest.fixture(scope="module")
@@ -202,11 +112,25 @@ def test_stream_yields_the_same_answer(service):
     assert stream.answer is not None and stream.answer.text == reference.text
 
 
-def test_stream_closed_early_frees_the_model(service):
-    stream = service.stream(CARD_Q, "cardiology", max_new_tokens=50)
-    iterator = iter(stream)
-    next(iterator)
-    iterator.close()  # the reader goes away: generation stops and the lock is released
+def test_stream_closed_early_stops_generating_and_frees_the_model(service):
+    steps: list[int] = []  # one embedding lookup per decoding step
+
+    def slow_step(*_: object) -> None:  # 50 steps take over a second: closing after the first piece is sooner
+        steps.append(1)
+        time.sleep(0.02)
+
+    hook = service.generation_model.get_input_embeddings().register_forward_hook(slow_step)
+    try:
+        stream = service.stream(CARD_Q, "cardiology", max_new_tokens=50)
+        iterator = iter(stream)
+        next(iterator)
+        iterator.close()  # the reader goes away: generation stops and the lock is released
+    finally:
+        hook.remove()
+    assert 0 < len(steps) < 25, f"generation went on after the reader left ({len(steps)} of 50 steps)"
+    assert stream.answer is None
+    assert service._lock.acquire(timeout=5), "the model is still locked"
+    service._lock.release()
     assert service.answer(CARD_Q, "cardiology").body
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from test_service import make_adapter
+from helpers import make_adapter
 
 from medlora.config import MedloraConfig
 from medlora.data.specialties import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from conftest import make_pairs
+from helpers import make_pairs
 from transformers import AutoConfig
 
 from medlora.data.records import QARecord
@@ -72,9 +72,11 @@ def _record(question, answer, focus):
 
 def test_grounded_distractors_come_from_the_index_and_never_from_a_masked_disease():
     train = [
-        _record("How is plaque psoriasis treated?", "Plaque psoriasis is treated with topical steroids.", "Plaque psoriasis"),
+        _record("How is plaque psoriasis treated?", "Plaque psoriasis is treated with topical steroids.",
+                "Plaque psoriasis"),
         _record("What causes acne?", "Acne is treated with retinoids; it involves sebum and plugging.", "Acne"),
-        _record("What is atopic eczema?", "Atopic eczema is treated with emollients and topical steroids.", "Atopic eczema"),
+        _record("What is atopic eczema?", "Atopic eczema is treated with emollients and topical steroids.",
+                "Atopic eczema"),
         _record("What is rosacea?", "Rosacea is facial redness with papules and pustules.", "Rosacea"),
     ]
     held_out = [_record("What is guttate psoriasis?", "Guttate psoriasis follows a streptococcal throat infection "

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_server import running_server
-from test_service import (
+from helpers import (
     CARD_Q,
     DERM_Q,
     make_adapter,
     make_index,
     make_router,
     make_wordy_model,
+    running_server,
     service_config,
 )
 

@@ -127,8 +127,10 @@ def _collect(
         return []
     if kind == "builtin":
         path = builtin_dataset_path(specialty.name)
-        records = list(iter_json_pairs(path, source=f"builtin/{specialty.name}", license=BUILTIN_LICENSE, errors=errors))
-        src = SourceReport(spec, f"medlora/data/builtin/{path.name}", BUILTIN_LICENSE, note=_builtin_note(specialty.name))
+        records = list(iter_json_pairs(path, source=f"builtin/{specialty.name}", license=BUILTIN_LICENSE,
+                                       errors=errors))
+        src = SourceReport(spec, f"medlora/data/builtin/{path.name}", BUILTIN_LICENSE,
+                           note=_builtin_note(specialty.name))
         language = builtin_set_metadata(specialty.name).get("language", specialty.language)
         for record in records:  # the language-match metric reads it instead of guessing from the question
             record.metadata.setdefault("language", language)
@@ -155,7 +157,8 @@ def _collect(
                     records.append(record)
         progress.update(task, completed=len(files))
         src.unanswered_skipped = stats.unanswered
-        src.note = f"{stats.documents} documents, {stats.pairs} answered pairs read, {stats.unanswered} unanswered skipped"
+        src.note = (f"{stats.documents} documents, {stats.pairs} answered pairs read, "
+                    f"{stats.unanswered} unanswered skipped")
     elif kind == "abstracts":
         csv_path = _locate(arg, abstracts_source.default_abstracts_csv(repo_root), "abstracts CSV",
                            "MEDICAL_ABSTRACTS_CSV")
@@ -189,7 +192,7 @@ def _hub_records(dataset_id: str, specialty: Specialty) -> list[QARecord]:
         from datasets import load_dataset
 
         dataset = load_dataset(dataset_id, split="train")
-    except Exception as err:  # datasets raises many types for "offline"
+    except Exception as err:  # noqa: BLE001 - datasets raises many types for "offline"
         raise MedloraError(
             f"could not load dataset '{dataset_id}' from the hub ({type(err).__name__}). Offline? Export it to "
             "JSONL with input/output fields and pass the file path as a source instead."

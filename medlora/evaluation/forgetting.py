@@ -114,7 +114,7 @@ def run_outside(outside: OutsideSet, name: str, model: Any, loaded: LoadedModel,
         for s, ctx in outside.contexts.items()}
     if outside.checks:
         task = progress.add_task(f"{name}: reading checks", total=len(outside.checks))
-        choices = []
+        choices: list[int | None] = []
         for check in outside.checks:
             prompt = build_prompt(loaded.tokenizer, loaded.spec, check.question)
             choices.append(choose(score_options(model, loaded.tokenizer, loaded.spec, prompt, ["Yes", "No"])))
@@ -126,13 +126,13 @@ def score_outside(outside: OutsideSet, resamples: int, seed: int) -> dict[str, A
     rows: dict[str, Any] = {}
     for specialty, ctx in outside.contexts.items():
         base, adapter = outside.answers["base"][specialty], outside.answers["adapter"][specialty]
-        for metric in ("rouge_l", "bleu"):
-            key = f"{metric}@{specialty}"
+        for metric_name in ("rouge_l", "bleu"):
+            key = f"{metric_name}@{specialty}"
             b = samples_of(ctx, base)["qa@closed"]
             a = samples_of(ctx, adapter)["qa@closed"]
-            delta = paired_bootstrap(get_metric(metric), b, a, resamples=resamples, seed=seed)
-            rows[key] = {"label": f"{get_metric(metric).label} · {specialty} questions (closed-book)",
-                         "base": get_metric(metric).compute(b), "adapter": get_metric(metric).compute(a),
+            delta = paired_bootstrap(get_metric(metric_name), b, a, resamples=resamples, seed=seed)
+            rows[key] = {"label": f"{get_metric(metric_name).label} · {specialty} questions (closed-book)",
+                         "base": get_metric(metric_name).compute(b), "adapter": get_metric(metric_name).compute(a),
                          "n": len(b), "interval": delta.to_json() if delta else None}
     if outside.checks:
         metric = get_metric("reading_check_accuracy")

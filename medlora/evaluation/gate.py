@@ -63,12 +63,13 @@ def check_gate(
                     failures.append(f"{key}: Δ {delta.delta:+.4f}, 95 % CI [{delta.low:+.4f}, {delta.high:+.4f}] "
                                     f"(needs the {'lower' if up else 'upper'} bound beyond {margin:+.4f})")
                 continue
-            if base.get(key) is None or adapter.get(key) is None:
+            base_value, adapter_value = base.get(key), adapter.get(key)
+            if base_value is None or adapter_value is None:
                 failures.append(f"{key}: not measured (add it to evaluation.metrics, or check its samples)")
                 continue
-            lift = adapter[key] - base[key] if up else base[key] - adapter[key]
+            lift = adapter_value - base_value if up else base_value - adapter_value
             if lift < margin - 1e-9:  # tolerate float rounding (0.15 - 0.10 < 0.05)
-                failures.append(f"{key}: adapter {adapter[key]:.4f} vs base {base[key]:.4f} "
+                failures.append(f"{key}: adapter {adapter_value:.4f} vs base {base_value:.4f} "
                                 f"(needs a {'lift' if up else 'reduction'} of at least {margin:+.4f})")
     for metric, tolerance in (no_worse or {}).items():
         for key in _keys(metric, modes):

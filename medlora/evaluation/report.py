@@ -216,7 +216,8 @@ def render_markdown(report: dict[str, Any], include_examples: bool = True) -> st
                 f"- adapter chose: {ex.get('adapter_choice')}; answered: {ex['adapter'][:200]}\n")
     for case in report.get("note_cases", []):
         out += (f"\n**The note's question:** {case['question']}\n\n"
-                f"- base, closed-book: {case['base_closed'][:400]}\n- adapter, closed-book: {case['adapter_closed'][:400]}\n"
+                f"- base, closed-book: {case['base_closed'][:400]}\n"
+                f"- adapter, closed-book: {case['adapter_closed'][:400]}\n"
                 "- sources shown: " + "; ".join(f"[{i}] {t}" for i, t in enumerate(case["sources"], start=1))
                 + f"\n- base, with sources: {case['base_sources'][:400]}\n"
                 f"- adapter, with sources: {case['adapter_sources'][:400]}\n")
@@ -232,7 +233,8 @@ def render_checks_markdown(report: dict[str, Any]) -> str:
     out = ""
     outside = report.get("outside") or {}
     if outside:
-        rows = [[row["label"], format_value(row["base"], _display_of(key)), format_value(row["adapter"], _display_of(key)),
+        rows = [[row["label"], format_value(row["base"], _display_of(key)),
+                 format_value(row["adapter"], _display_of(key)),
                  format_interval(row["interval"], _display_of(key)) if row.get("interval") else "", str(row["n"])]
                 for key, row in outside.items()]
         out += ("\n\n### Outside the specialty\n\n"

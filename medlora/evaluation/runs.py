@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from rich.progress import Progress
@@ -44,7 +45,7 @@ def run_variant(model: Any, loaded: LoadedModel, ctx: EvaluationContext, *, max_
         task = progress.add_task(f"{label}: {MODE_LABELS[mode]}", total=len(prompts))
         run.answers[mode] = generate_answers(model, tok, spec, prompts, max_new_tokens=max_new_tokens,
                                              batch_size=batch_size, citations=limits,
-                                             on_batch=lambda n, t=task: progress.advance(t, n))
+                                             on_batch=partial(progress.advance, task))
     if ctx.vignettes:
         prompts = [build_prompt(tok, spec, v.question) for v in ctx.vignettes]
         task = progress.add_task(f"{label}: vignettes", total=2 * len(prompts))

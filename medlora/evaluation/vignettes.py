@@ -19,7 +19,7 @@ from medlora.data.records import QARecord, clean_answer, normalise
 from medlora.evaluation.vocabulary import normalise_words
 
 MASK = "this condition"
-TOKEN_MASK = "[…]"
+TOKEN_MASK = "[…]"  # noqa: S105 - the mark left where a name was, not a secret
 MIN_VIGNETTE_CHARS = 60
 DEFAULT_MAX_CHARS = 600
 MIN_NAME_CHARS = 3

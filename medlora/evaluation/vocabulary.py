@@ -171,7 +171,8 @@ class Vocabulary:
         """``(real, unknown)``: the clinical-looking words of ``text`` inside a vocabulary term, and outside."""
         words = [w for w, _, _ in _word_spans(text)]
         covered = {i for m in self.find(text) for i in range(m.start, m.end)}
-        real, unknown = set(), set()
+        real: set[str] = set()
+        unknown: set[str] = set()
         for i, word in enumerate(words):
             if is_clinical_looking(word):
                 (real if i in covered else unknown).add(word)

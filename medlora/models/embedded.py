@@ -12,6 +12,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from medlora.errors import ModelNotAvailableError
 from medlora.fsutil import atomic_directory
@@ -72,7 +73,8 @@ def find_gguf(model: EmbeddedModel) -> Path:
         candidate = Path(location) / model.gguf_file
         if candidate.is_file():
             return candidate
-    raise ModelNotAvailableError(f"{model.pip_spec} is installed but {model.gguf_file} is missing from it; reinstall it")
+    raise ModelNotAvailableError(
+        f"{model.pip_spec} is installed but {model.gguf_file} is missing from it; reinstall it")
 
 
 def ensure_converted(name: str, cache_dir: str | Path | None = None) -> Path:
@@ -92,7 +94,7 @@ def ensure_converted(name: str, cache_dir: str | Path | None = None) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
-    hf_model = AutoModelForCausalLM.from_pretrained(
+    hf_model: Any = AutoModelForCausalLM.from_pretrained(
         gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
     )
     # A GGUF-loaded model keeps its quantizer, which makes save_pretrained refuse: the weights are already

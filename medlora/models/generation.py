@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import torch
 from transformers import (
@@ -55,10 +56,10 @@ class LoopStop(StoppingCriteria):
         generated = input_ids[:, self.prompt_length :]
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         if generated.shape[1] <= self.n:
-            return done
+            return cast(torch.BoolTensor, done)
         for row in range(generated.shape[0]):
             done[row] = repeats_tail(generated[row], self.n)
-        return done
+        return cast(torch.BoolTensor, done)
 
 
 def repeats_tail(ids: torch.Tensor, n: int) -> bool:
@@ -149,7 +150,7 @@ def decode_new_tokens(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel
         ids = ids[1:]
     # The loop stop ended a looping row; the cut is textual (one definition, medlora.models.loops), so a
     # streamed answer (cut by RepetitionGuard as it goes) and a batched one end at the same character.
-    text, repeated = cut_repetition(tokenizer.decode(ids, skip_special_tokens=True))
+    text, repeated = cut_repetition(cast(str, tokenizer.decode(ids, skip_special_tokens=True)))
     return text.strip(), len(ids), repeated
 
 
@@ -174,7 +175,8 @@ def generate_batch(
         kwargs["adapter_names"] = list(adapter_names)
     started = time.perf_counter()
     with torch.inference_mode(), autocast(resolve_precision(), inputs["input_ids"].device):
-        output = model.generate(**inputs, **kwargs)
+        # generate comes from GenerationMixin, which PreTrainedModel no longer declares.
+        output = model.generate(**inputs, **kwargs)  # type: ignore[operator]
     seconds = (time.perf_counter() - started) / len(prompts)
     new = output if spec.is_encoder_decoder else output[:, prompt_length:]
     results = []

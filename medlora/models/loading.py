@@ -82,7 +82,8 @@ def load_base_model(
             "trust it (save_pretrained(DIR, safe_serialization=True))"
         ) from None
     if "device_map" not in kwargs:
-        model.to(device or best_device())
+        # transformers' decorator on to() hides its signature from type checkers
+        model.to(device or best_device())  # type: ignore[arg-type]
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, spec=spec, source=source)
 

@@ -35,12 +35,12 @@ def first_repeat(text: str, n: int = LOOP_WORD_NGRAM) -> int | None:
             seen_sentences.add(words)
         if match:
             start = match.end()
-    words = list(_WORD.finditer(text))
+    matches = list(_WORD.finditer(text))
     seen: set[tuple[str, ...]] = set()
-    for i in range(len(words) - n + 1):
-        gram = tuple(_norm(w.group()) for w in words[i : i + n])
+    for i in range(len(matches) - n + 1):
+        gram = tuple(_norm(w.group()) for w in matches[i : i + n])
         if gram in seen:
-            offset = words[i].start()  # the second copy of the run starts here
+            offset = matches[i].start()  # the second copy of the run starts here
             cut = offset if cut is None else min(cut, offset)
             break
         seen.add(gram)

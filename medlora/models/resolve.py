@@ -32,7 +32,8 @@ def resolve_model(name: str, cache_dir: str | Path | None = None) -> ResolvedMod
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():
-            raise ModelNotAvailableError(f"{path}: a local model directory needs a config.json (save_pretrained layout)")
+            raise ModelNotAvailableError(
+                f"{path}: a local model directory needs a config.json (save_pretrained layout)")
         return ResolvedModel(name=name, location=str(path.resolve()), kind="local", base_model_id=str(path.resolve()))
     if name.count("/") == 1 and not name.startswith((".", "/")):
         return ResolvedModel(name=name, location=name, kind="hub", base_model_id=name)

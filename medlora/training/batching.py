@@ -107,11 +107,13 @@ def plan_batching(strategy: str, spec: ModelSpec, tokenizer: PreTrainedTokenizer
                   examples: Sequence[dict[str, list[int]]] = ()) -> BatchingPlan:
     """Choose the collator and sampler for ``training.batching``; ``auto`` verifies packing first."""
     if strategy not in BATCHING_CHOICES:
-        raise ValueError(f"training.batching: unknown strategy {strategy!r}; choose one of {', '.join(BATCHING_CHOICES)}")
+        raise ValueError(
+            f"training.batching: unknown strategy {strategy!r}; choose one of {', '.join(BATCHING_CHOICES)}")
     grouped = BatchingPlan("grouped", padded_collator(tokenizer), "group_by_length",
                            "examples of similar length batched together, padded to the batch's longest")
     if strategy == "padded":
-        return BatchingPlan("padded", padded_collator(tokenizer), "random", "random order, padded to the batch's longest")
+        return BatchingPlan("padded", padded_collator(tokenizer), "random",
+                            "random order, padded to the batch's longest")
     if strategy == "grouped":
         return grouped
     if spec.is_encoder_decoder:

@@ -50,7 +50,7 @@ class TrainResult:
         return 100.0 * self.trainable_params / max(self.total_params, 1)
 
 
-def _precision_flags(configured: str = "auto") -> dict[str, bool]:
+def _precision_flags(configured: str = "auto") -> dict[str, Any]:
     """bf16 autocast where the per-machine probe measured it faster (or ``--precision bf16``), else fp32.
 
     A CPU without native bf16 runs it hundreds of times slower, so CPUs train in fp32 unless measured otherwise;
@@ -243,7 +243,7 @@ def save_adapter(
     tcfg = cfg.training
     manifest = load_manifest(data_dir)
     with atomic_directory(adapter_dir, keep_previous=True) as staging:  # a retrain keeps the old one as .prev
-        peft_model.save_pretrained(staging, safe_serialization=True)
+        peft_model.save_pretrained(str(staging), safe_serialization=True)
         # Record the base by its public id so vLLM/LoRAX/PEFT users know what to load it on.
         adapter_config_path = staging / "adapter_config.json"
         adapter_config = json.loads(adapter_config_path.read_text(encoding="utf-8"))
@@ -288,7 +288,7 @@ def save_adapter(
 
 def _target_modules(peft_model: PeftModel) -> str:
     """The module names PEFT actually adapted (a preset or ``all-linear`` resolves only at wrap time)."""
-    targets = peft_model.peft_config["default"].target_modules
+    targets = peft_model.peft_config["default"].target_modules  # type: ignore[attr-defined]  # a LoraConfig
     return targets if isinstance(targets, str) else ",".join(sorted(targets))
 
 

@@ -67,8 +67,8 @@ def iter_json_pairs(
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as err:
-            line = data[: err.start].count(b"\n") + 1
-            raise DataFormatError(f"{path}:{line}", "not valid UTF-8 text", "save the file as UTF-8") from None
+            bad_line = data[: err.start].count(b"\n") + 1
+            raise DataFormatError(f"{path}:{bad_line}", "not valid UTF-8 text", "save the file as UTF-8") from None
         try:
             items = json.loads(text)
         except json.JSONDecodeError as err:

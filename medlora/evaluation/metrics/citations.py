@@ -14,7 +14,7 @@ Citations are counted once per answer (``[1] ... [1]`` is one citation of source
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ def parse_citations(text: str) -> list[int]:
     for match in _CITATION.finditer(text):
         for part in re.split(r"\s*(?:,|;|and)\s*", match.group(1)):
             bounds = re.split(r"\s*[-–]\s*", part)
+            numbers: Iterable[int]
             if len(bounds) == 2 and 0 <= int(bounds[1]) - int(bounds[0]) <= MAX_RANGE:
                 numbers = range(int(bounds[0]), int(bounds[1]) + 1)
             else:

@@ -1,118 +1,48 @@
-"""The ``medlora`` command: a thin Typer layer over the library. Flags override config.yaml values."""
+"""The pipeline commands: ``prepare``, ``train``, ``evaluate`` and ``demo`` (all three in a row)."""
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
-import warnings
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 
-from medlora.config import MedloraConfig, load_config
-from medlora.errors import MedloraError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
-console = Console()
-
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="config.yaml to read (default: ./config.yaml if present)")
-]
-PresetOpt = Annotated[str | None, typer.Option("--preset", help="a packaged preset layered on the config (demo)")]
-PrecisionOpt = Annotated[str | None, typer.Option(
-    "--precision", help="auto (a cached per-machine probe picks bf16 only where it measured faster) | fp32 | bf16")]
-
-
-@app.callback()
-def _global_options(precision: PrecisionOpt = None) -> None:
-    """`medlora --precision fp32|bf16|auto COMMAND` (e.g. before `serve`): the precision for the whole process."""
-    _apply_precision(precision)
+from medlora.cli.common import (
+    ConfigOpt,
+    PrecisionOpt,
+    PresetOpt,
+    apply_precision,
+    config_from,
+    console,
+    demo_paths,
+    paths,
+    run,
+    setup_logging,
+)
+from medlora.config import MedloraConfig
 
 
-def _apply_precision(precision: str | None) -> None:
-    from medlora.models.precision import set_process_precision
-
-    try:
-        set_process_precision(precision)
-    except ValueError as err:
-        console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(2) from None
-
-
-def _setup_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(message)s",
-                        handlers=[RichHandler(console=console, show_path=False, show_time=False)], force=True)
-    logging.getLogger("medlora").setLevel(logging.DEBUG if verbose else logging.INFO)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    # Library deprecation chatter (peft calling renamed transformers APIs) is not the user's to act on.
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-
-
-def _config(path: Path | None, preset: str | None, overrides: dict[str, Any]) -> MedloraConfig:
-    if path is None and Path("config.yaml").is_file():
-        path = Path("config.yaml")
-    return load_config(path, preset=preset).with_overrides(overrides)
-
-
-def _paths(cfg: MedloraConfig) -> tuple[Path, Path, Path]:
-    specialty = Path(cfg.data.specialty).stem
-    return (
-        Path(cfg.data.output_dir.format(specialty=specialty)),
-        Path(cfg.training.output_dir.format(specialty=specialty)),
-        Path(cfg.evaluation.output_dir.format(specialty=specialty)),
-    )
-
-
-def _demo_paths(cfg: MedloraConfig) -> tuple[Path, Path, Path]:
-    """The demo preset's own data, adapter and report paths (``<specialty>-demo``).
-
-    A demo run must never write over a full-recipe run of the same specialty: its data would replace the
-    split that adapter was trained and judged on, and its adapter the one that took hours.
-    """
-    specialty = f"{Path(cfg.data.specialty).stem}-demo"
-    return (
-        Path(cfg.data.output_dir.format(specialty=specialty)),
-        Path(cfg.training.output_dir.format(specialty=specialty)),
-        Path(cfg.evaluation.output_dir.format(specialty=specialty)),
-    )
-
-
-def _run(fn: Any) -> Any:
-    """Print a MedloraError as one clean line and exit 2, instead of a traceback."""
-    try:
-        return fn()
-    except MedloraError as err:
-        console.print(f"[bold red]error:[/] {err}")
-        raise typer.Exit(2) from None
-
-
-@app.command()
 def prepare(
     config: ConfigOpt = None,
     preset: PresetOpt = None,
     specialty: Annotated[str | None, typer.Option(
         help="dermatology, cardiology, radiology, a language variant (dermatology-fr) or a .txt term list")] = None,
-    source: Annotated[list[str] | None, typer.Option(help="builtin | medquad:DIR | abstracts:CSV | hub:ID | file.jsonl")] = None,
+    source: Annotated[list[str] | None, typer.Option(
+        help="builtin | medquad:DIR | abstracts:CSV | hub:ID | file.jsonl")] = None,
     output_dir: Annotated[Path | None, typer.Option(help="where the splits and manifest.json go")] = None,
     max_records: Annotated[int | None, typer.Option(help="keep a seeded sample of at most this many")] = None,
     seed: Annotated[int | None, typer.Option()] = None,
-    skip_invalid: Annotated[bool, typer.Option("--skip-invalid", help="count malformed records instead of failing")] = False,
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help="count malformed records instead of failing")] = False,
     language: Annotated[str | None, typer.Option(
         help="en or fr: the built-in set written in that language (same as --specialty <name>-fr)")] = None,
 ) -> None:
     """Build train/validation/test JSONL for a specialty from the configured sources."""
-    _setup_logging()
+    setup_logging()
     from medlora.data.prepare import prepare_dataset
 
-    cfg = _run(lambda: _config(config, preset, {
+    cfg = run(lambda: config_from(config, preset, {
         "data.specialty": specialty, "data.sources": source or None, "data.max_records": max_records,
         "data.seed": seed, "data.skip_invalid": skip_invalid or None}))
     if language:
@@ -122,8 +52,8 @@ def prepare(
             console.print(f"[bold red]error:[/] --language {language}: use one of {', '.join(SUPPORTED_LANGUAGES)}")
             raise typer.Exit(2)
         cfg = cfg.with_overrides({"data.specialty": variant_name(cfg.data.specialty, language)})
-    data_dir = output_dir or _paths(cfg)[0]
-    report = _run(lambda: prepare_dataset(cfg.data, output_dir=data_dir))
+    data_dir = output_dir or paths(cfg)[0]
+    report = run(lambda: prepare_dataset(cfg.data, output_dir=data_dir))
     _print_prepare_report(report)
 
 
@@ -149,7 +79,6 @@ def _print_prepare_report(report: Any) -> None:
     console.print(f"Splits: {counts}\nWritten to {report.output_dir} (manifest: {report.manifest_path})")
 
 
-@app.command()
 def train(
     config: ConfigOpt = None,
     preset: PresetOpt = None,
@@ -158,7 +87,8 @@ def train(
     model: Annotated[str | None, typer.Option(help="base model: embedded:..., a hub id or a local dir")] = None,
     epochs: Annotated[float | None, typer.Option("--epochs")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch_size", "--batch-size")] = None,
-    gradient_accumulation_steps: Annotated[int | None, typer.Option("--grad_accum", "--gradient-accumulation-steps")] = None,
+    gradient_accumulation_steps: Annotated[int | None, typer.Option(
+        "--grad_accum", "--gradient-accumulation-steps")] = None,
     learning_rate: Annotated[float | None, typer.Option("--lr", "--learning-rate")] = None,
     max_train_samples: Annotated[int | None, typer.Option()] = None,
     max_length: Annotated[int | None, typer.Option()] = None,
@@ -167,17 +97,17 @@ def train(
     precision: PrecisionOpt = None,
 ) -> None:
     """Train a LoRA adapter (defaults: the original note's recipe)."""
-    _setup_logging()
-    _apply_precision(precision)
+    setup_logging()
+    apply_precision(precision)
     from medlora.training.trainer import train_adapter
 
-    cfg = _run(lambda: _config(config, preset, {
+    cfg = run(lambda: config_from(config, preset, {
         "models.llm.name": model, "training.epochs": epochs, "training.batch_size": batch_size,
         "training.gradient_accumulation_steps": gradient_accumulation_steps,
         "training.learning_rate": learning_rate, "training.max_train_samples": max_train_samples,
         "training.max_length": max_length, "data.specialty": specialty}))
-    default_data, default_adapter, _ = _paths(cfg)
-    result = _run(lambda: train_adapter(cfg, data_dir or default_data, output_dir or default_adapter, resume=resume))
+    default_data, default_adapter, _ = paths(cfg)
+    result = run(lambda: train_adapter(cfg, data_dir or default_data, output_dir or default_adapter, resume=resume))
     console.print(
         f"trainable params: {result.trainable_params:,} || all params: {result.total_params:,} || "
         f"trainable%: {result.trainable_percent:.4f}\n"
@@ -188,7 +118,6 @@ def train(
     )
 
 
-@app.command()
 def evaluate(
     config: ConfigOpt = None,
     preset: PresetOpt = None,
@@ -204,19 +133,21 @@ def evaluate(
     max_new_tokens: Annotated[int | None, typer.Option()] = None,
     vignettes: Annotated[int | None, typer.Option(help="diagnostic vignettes (0 = skip)")] = None,
     modes: Annotated[str | None, typer.Option(
-        help="comma-separated: closed (no sources), open (sources minus the split's documents), kb (full index)")] = None,
-    split: Annotated[str, typer.Option(help="the prepared split to evaluate on (test; the sweep uses validation)")] = "test",
+        help="comma-separated: closed (no sources), open (sources minus the split's documents), "
+             "kb (full index)")] = None,
+    split: Annotated[str, typer.Option(
+        help="the prepared split to evaluate on (test; the sweep uses validation)")] = "test",
     latency_samples: Annotated[int | None, typer.Option(help="answers timed per variant (0 = skip)")] = None,
     specialty: Annotated[str | None, typer.Option()] = None,
     gate: Annotated[bool, typer.Option("--gate", help="exit 1 when the adapter misses the configured margins")] = False,
 ) -> None:
     """Compare base vs adapter on the held-out test split (or several adapters x specialties with --adapters)."""
-    _setup_logging()
+    setup_logging()
     from medlora.evaluation.evaluate import evaluate_adapter
     from medlora.evaluation.matrix import adapter_specialty, evaluate_matrix
     from medlora.evaluation.report import print_matrix, print_table
 
-    cfg = _run(lambda: _config(config, preset, {
+    cfg = run(lambda: config_from(config, preset, {
         "evaluation.max_samples": max_samples, "evaluation.max_new_tokens": max_new_tokens,
         "evaluation.vignettes": vignettes,
         "evaluation.modes": [m.strip() for m in modes.split(",") if m.strip()] if modes else None,
@@ -233,15 +164,15 @@ def evaluate(
                    list(dict.fromkeys(adapter_specialty(name, path) for name, path in rows.items())))
         data_dirs = {s: Path(cfg.data.output_dir.format(specialty=s)) for s in columns}
         out = output_dir or Path(cfg.evaluation.output_dir.format(specialty="matrix"))
-        matrix = _run(lambda: evaluate_matrix(cfg, rows, data_dirs, out))
+        matrix = run(lambda: evaluate_matrix(cfg, rows, data_dirs, out))
         print_matrix(matrix.to_json(), console)
         console.print(f"Reports written to {out} (matrix.md, matrix.html, matrix.json)")
         failed = matrix.gate is not None and not matrix.gate.passed
         failures = matrix.gate.failures if matrix.gate else []
     else:
-        default_data, default_adapter, default_reports = _paths(cfg)
+        default_data, default_adapter, default_reports = paths(cfg)
         out = output_dir or default_reports
-        report = _run(lambda: evaluate_adapter(cfg, data_dir or default_data, adapter or default_adapter, out,
+        report = run(lambda: evaluate_adapter(cfg, data_dir or default_data, adapter or default_adapter, out,
                                                split=split, record_in_card=split == "test"))
         print_table(report.to_json(), console)
         for note in report.notes:
@@ -256,14 +187,14 @@ def evaluate(
         console.print("[bold green]Quality gate passed.[/]")
 
 
-@app.command()
 def demo(
     config: ConfigOpt = None,
-    full: Annotated[bool, typer.Option("--full", help="config.yaml's recipe on the whole training split (hours on a CPU)")] = False,
+    full: Annotated[bool, typer.Option(
+        "--full", help="config.yaml's recipe on the whole training split (hours on a CPU)")] = False,
     specialties: Annotated[str, typer.Option(help="comma-separated specialties to train")] = "dermatology",
 ) -> None:
     """Prepare, train and evaluate from nothing, then print where everything is."""
-    _setup_logging()
+    setup_logging()
     from medlora.data.prepare import prepare_dataset
     from medlora.evaluation.evaluate import evaluate_adapter
     from medlora.evaluation.report import print_table
@@ -273,7 +204,7 @@ def demo(
     started = time.perf_counter()
     summary = []
     for specialty in [s.strip() for s in specialties.split(",") if s.strip()]:
-        cfg = _run(lambda: _config(config, preset, {"data.specialty": specialty}))  # noqa: B023
+        cfg = run(lambda: config_from(config, preset, {"data.specialty": specialty}))  # noqa: B023
         console.rule(f"[bold]{specialty}: {'full recipe' if full else 'DEMO PRESET'}")
         if not full:
             t = cfg.training
@@ -281,14 +212,14 @@ def demo(
                 f"Demo preset: {t.max_train_samples} training examples, max length {t.max_length}, "
                 f"{t.epochs:g} epoch(s), batch {t.batch_size} x grad-accum {t.gradient_accumulation_steps}, "
                 f"{cfg.evaluation.max_samples} test questions. `medlora demo --full` runs the full recipe.")
-        data_dir, adapter_dir, report_dir = _paths(cfg) if full else _demo_paths(cfg)
-        report = _run(lambda: prepare_dataset(cfg.data, output_dir=data_dir))  # noqa: B023
+        data_dir, adapter_dir, report_dir = paths(cfg) if full else demo_paths(cfg)
+        report = run(lambda: prepare_dataset(cfg.data, output_dir=data_dir))  # noqa: B023
         _print_prepare_report(report)
         _prepare_outside_specialties(cfg, specialty)
-        result = _run(lambda: train_adapter(cfg, data_dir, adapter_dir))  # noqa: B023
+        result = run(lambda: train_adapter(cfg, data_dir, adapter_dir))  # noqa: B023
         console.print(f"trainable params: {result.trainable_params:,} / {result.total_params:,} "
                       f"({result.trainable_percent:.3f} %), {result.seconds:.0f} s")
-        evaluation = _run(lambda: evaluate_adapter(cfg, data_dir, adapter_dir, report_dir))  # noqa: B023
+        evaluation = run(lambda: evaluate_adapter(cfg, data_dir, adapter_dir, report_dir))  # noqa: B023
         print_table(evaluation.to_json(), console)
         summary.append((specialty, data_dir, adapter_dir, report_dir))
     console.rule("[bold green]Done")
@@ -307,23 +238,13 @@ def _prepare_outside_specialties(cfg: MedloraConfig, specialty: str) -> None:
         out = Path(cfg.data.output_dir.format(specialty=other))
         if other == specialty or other not in shipped or (out / "manifest.json").is_file():
             continue
-        _run(lambda: prepare_dataset(cfg.with_overrides({"data.specialty": other}).data, output_dir=out))  # noqa: B023
+        run(lambda: prepare_dataset(cfg.with_overrides({"data.specialty": other}).data, output_dir=out))  # noqa: B023
         console.print(f"Prepared {other} questions for the outside-the-specialty check ({out})")
 
 
-def run_subcommand(name: str, argv: list[str] | None = None) -> None:
-    """Entry point for the scripts/ wrappers: ``scripts/train_lora_adapter.py --epochs 3`` == ``medlora train``."""
-    command = typer.main.get_command(app)
-    command.main(args=[name, *(sys.argv[1:] if argv is None else argv)], prog_name=f"medlora {name}")
-
-
-from medlora.service_commands import register as _register_service_commands  # noqa: E402
-
-_register_service_commands(app)
-
-from medlora.data_commands import register as _register_data_commands  # noqa: E402
-
-_register_data_commands(app)
-
-if __name__ == "__main__":  # pragma: no cover
-    app()
+def register(app: typer.Typer) -> None:
+    """Add ``prepare``, ``train``, ``evaluate`` and ``demo`` to the ``medlora`` app."""
+    app.command()(prepare)
+    app.command()(train)
+    app.command()(evaluate)
+    app.command()(demo)

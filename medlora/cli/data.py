@@ -1,7 +1,4 @@
-"""``medlora data …``: dataset commands (``download``), registered onto the ``medlora`` Typer app.
-
-Kept out of ``cli.py`` so the training commands stay short; ``cli.py`` calls :func:`register` once at its end.
-"""
+"""``medlora data …``: dataset commands (``download``)."""
 
 from __future__ import annotations
 
@@ -9,6 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from medlora.cli.common import console, run
+from medlora.data.download import DATASETS, download_dataset
 
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: download the public corpora medlora trains on.")
 
@@ -23,11 +23,8 @@ def download(
     timeout: Annotated[float, typer.Option(help="network timeout in seconds")] = 60.0,
 ) -> None:
     """Fetch a dataset from its public source, verify its checksum and install it where `auto` sources look."""
-    from medlora.cli import _run, console
-    from medlora.data.download import DATASETS, download_dataset
-
-    target = _run(lambda: download_dataset(name, url=url, sha256=sha256, directory=data_dir, timeout=timeout,
-                                           progress=console.print))
+    target = run(lambda: download_dataset(name, url=url, sha256=sha256, directory=data_dir, timeout=timeout,
+                                          progress=console.print))
     spec = DATASETS[name]
     console.print(f"[bold green]{spec.title}[/] installed in {target} (checksum verified).")
     console.print(f"License: {spec.license}. Attribution: {spec.attribution}")
@@ -36,4 +33,5 @@ def download(
 
 
 def register(app: typer.Typer) -> None:
+    """Add ``medlora data …`` to the ``medlora`` app."""
     app.add_typer(data_app, name="data")

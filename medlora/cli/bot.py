@@ -1,9 +1,4 @@
-"""The bot's commands — ``chat``, ``serve``, ``merge``, ``push`` — registered onto the ``medlora`` Typer app.
-
-They live here rather than in ``cli.py`` so the bot can grow without touching the training commands; ``cli.py``
-calls :func:`register` once at its end. Helpers from ``medlora.cli`` are imported inside the commands, so this
-module can be imported first without a circular import.
-"""
+"""The bot's commands: ``chat``, ``serve``, ``merge`` and ``push``."""
 
 from __future__ import annotations
 
@@ -16,18 +11,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.markup import escape
 
-if TYPE_CHECKING:
-    from medlora.config import MedloraConfig
-    from medlora.service.llm_service import LLMService
+from medlora.cli.common import AdaptersDirOpt, ConfigOpt, ModelOpt, PresetOpt, config_from, console, run, setup_logging
+from medlora.config import MedloraConfig
+from medlora.errors import MedloraError
 
-ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", "-c", help="config.yaml to read (default: ./config.yaml if present)")
-]
-PresetOpt = Annotated[str | None, typer.Option("--preset", help="a packaged preset layered on the config (demo)")]
-ModelOpt = Annotated[str | None, typer.Option("--model", help="base model: embedded:..., a hub id or a local dir")]
-AdaptersDirOpt = Annotated[
-    str | None, typer.Option("--adapters-dir", help="directory scanned for adapters (models.llm.adapters_dir)")
-]
+if TYPE_CHECKING:
+    from medlora.service.llm_service import LLMService
 
 CHAT_HELP = """Commands:
   /adapter NAME   answer with adapter NAME (or auto, or base)
@@ -37,24 +26,19 @@ CHAT_HELP = """Commands:
 
 
 def _load_config(config: Path | None, preset: str | None, overrides: dict[str, Any]) -> MedloraConfig:
-    from medlora.cli import _config, _run
-
-    return _run(lambda: _config(config, preset, overrides))
+    return run(lambda: config_from(config, preset, overrides))
 
 
 def _load_service(cfg: MedloraConfig) -> LLMService:
-    from medlora.cli import _run, console
     from medlora.service.llm_service import LLMService
 
     service = LLMService(cfg)
     with console.status("Loading the model and adapters…"):
-        _run(service.load_model)
+        run(service.load_model)
     return service
 
 
 def _print_sources(answer: Any) -> None:
-    from medlora.cli import console
-
     if answer.sources:
         console.print("[bold]Sources:[/]")
         for source in answer.sources:
@@ -72,16 +56,13 @@ def chat(
     max_new_tokens: Annotated[int | None, typer.Option(help="answer length budget in tokens")] = None,
 ) -> None:
     """Chat in the terminal: streamed answers with sources; /adapter NAME|auto|base switches."""
-    from medlora.cli import _run, _setup_logging, console
-    from medlora.errors import MedloraError
-
-    _setup_logging()
+    setup_logging()
     cfg = _load_config(config, preset, {"models.llm.name": model, "models.llm.adapters_dir": adapters_dir,
                                         "service.max_new_tokens": max_new_tokens})
     service = _load_service(cfg)
     # Per-answer log lines would land in the middle of streamed text; the chat shows what matters itself.
     logging.getLogger("medlora.service").setLevel(logging.WARNING)
-    _run(lambda: service.set_adapter(adapter))
+    run(lambda: service.set_adapter(adapter))
     names = ", ".join(a.name for a in service.list_adapters()) or "none"
     console.print(f"medlora chat on {service.base_model_id} — adapters: {names}; answering with "
                   f"[bold]{service.default_adapter}[/]. /help for commands.")
@@ -142,10 +123,9 @@ def serve(
     api_docs: Annotated[bool, typer.Option("--api-docs", help="serve /docs and /openapi.json")] = False,
 ) -> None:
     """Serve the OpenAI-compatible API and the web chat page (http://HOST:PORT/)."""
-    from medlora.cli import _setup_logging, console
     from medlora.server.app import create_app, run_server
 
-    _setup_logging()
+    setup_logging()
     overrides: dict[str, Any] = {"models.llm.name": model, "models.llm.adapters_dir": adapters_dir,
                                  "service.api_docs": api_docs or None}
     cfg = _load_config(config, preset, overrides)
@@ -175,17 +155,15 @@ def merge(
     adapters_dir: AdaptersDirOpt = None,
 ) -> None:
     """Merge an adapter into its base and save a plain transformers model (no PEFT needed to load it)."""
-    from medlora.cli import _run, _setup_logging, console
-
-    _setup_logging()
+    setup_logging()
     cfg = _load_config(config, preset, {"models.llm.name": model, "models.llm.adapters_dir": adapters_dir,
                                         "service.retrieval": False})
     service = _load_service(cfg)
     path = Path(name)
     if path.is_dir():
         same = [a.name for a in service.list_adapters() if a.path == path.resolve()]
-        name = same[0] if same else _run(lambda: service.load_adapter(None, path)).name
-    out = _run(lambda: service.merge(name, out_dir))
+        name = same[0] if same else run(lambda: service.load_adapter(None, path)).name
+    out = run(lambda: service.merge(name, out_dir))
     console.print(f"Merged adapter [bold]{name}[/] into {service.base_model_id}: {out}\n"
                   f"Load it with AutoModelFor...from_pretrained({str(out)!r}) — no PEFT needed.")
 
@@ -207,11 +185,10 @@ def push(
     The token comes from the environment only (HF_TOKEN, or `huggingface-cli login`): a flag would leave it
     in the shell history and the process list.
     """
-    from medlora.cli import _run, _setup_logging, console
     from medlora.service.hub import push_adapter
 
-    _setup_logging()
-    result = _run(lambda: push_adapter(adapter_dir, repo_id, dry_run=dry_run, force=force,
+    setup_logging()
+    result = run(lambda: push_adapter(adapter_dir, repo_id, dry_run=dry_run, force=force,
                                        private=not public, eval_data=eval_data))
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}")
