@@ -21,9 +21,9 @@ def test_frequencies_from_terms_fractions_and_percentages():
 
 
 def test_passage_states_inheritance_genes_and_signs_by_frequency():
-    disease = DiseaseAnnotation("OMIM:1", "Example syndrome", ("autosomal recessive", "typified by incomplete penetrance"),
-                                ("Congenital onset",), (("Ichthyosis", 0.9), ("Ectropion", 0.5), ("Cataract", 0.1)),
-                                ("ABCA12",))
+    inheritance = ("autosomal recessive", "typified by incomplete penetrance")
+    signs = (("Ichthyosis", 0.9), ("Ectropion", 0.5), ("Cataract", 0.1))
+    disease = DiseaseAnnotation("OMIM:1", "Example syndrome", inheritance, ("Congenital onset",), signs, ("ABCA12",))
     text = disease.passage()
     assert "Example syndrome is inherited in an autosomal recessive pattern (incomplete penetrance)." in text
     assert inheritance_patterns(text) == {"autosomal recessive"}  # the metric reads what the source says
