@@ -88,7 +88,7 @@ def _make_adapter(model_dir: Path, out: Path, specialty: str, seed: int) -> Path
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from medlora.training.model_card import write_metadata
+    from medlora.adapters.metadata import write_metadata
     from medlora.training.trainer import save_loss_curve
 
     torch.manual_seed(seed)

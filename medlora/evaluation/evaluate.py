@@ -21,6 +21,9 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
+from medlora.adapters.checks import check_adapter_base, load_lora
+from medlora.adapters.metadata import read_metadata, record_evaluation
+from medlora.adapters.save import rewrite_metadata
 from medlora.config import MedloraConfig
 from medlora.data.prepare import load_manifest
 from medlora.evaluation.bootstrap import Delta
@@ -56,14 +59,11 @@ from medlora.evaluation.runs import (
     score_run,
 )
 from medlora.evaluation.vocabulary import Vocabulary
-from medlora.fsutil import atomic_directory
-from medlora.models.adapters import check_adapter_base, load_lora
 from medlora.models.generation import Generation, generate_answers
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.models.prompts import build_prompt
 from medlora.models.quantization import is_quantized
 from medlora.retrieval import SourceIndex, configured_index
-from medlora.training.model_card import read_metadata, record_evaluation, write_metadata
 
 log = logging.getLogger(__name__)
 
@@ -370,10 +370,6 @@ def _record_in_model_card(adapter_dir: Path, report: EvaluationReport) -> None:
         "evaluation_data": report.evaluation_data,
         "gate_passed": report.gate.passed if report.gate else None,
     })
-    with atomic_directory(adapter_dir) as staging:
-        for item in adapter_dir.iterdir():
-            if item.is_file():
-                (staging / item.name).write_bytes(item.read_bytes())
-        write_metadata(staging, metadata)
+    rewrite_metadata(adapter_dir, metadata)
 
 

@@ -30,7 +30,7 @@ from medlora import MEDICAL_DISCLAIMER
 from medlora.config import MedloraConfig
 from medlora.errors import MedloraError
 from medlora.fsutil import atomic_directory, check_replaceable
-from medlora.models.adapters import check_adapter_base, load_lora
+from medlora.adapters.checks import check_adapter_base, load_lora
 from medlora.models.generation import generate_batch
 from medlora.models.loading import LoadedModel, load_base_model, load_from_config
 from medlora.models.prompts import build_prompt, prompt_uses_special_tokens
