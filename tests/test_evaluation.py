@@ -346,7 +346,7 @@ def test_cli_matrix_with_gate(tiny_llama_dir, workspace, tmp_path):
 
 
 def test_report_formatting_and_matrix_best_marks():
-    from medlora.evaluation.report import format_delta, format_value, matrix_tables
+    from medlora.evaluation.report_tables import format_delta, format_value, matrix_tables
 
     assert format_value(0.4213) == "0.421" and format_value(0.45, "percent") == "45.0 %"
     assert format_value(None) == "–" and format_value(3.0, "count") == "3"

@@ -31,13 +31,12 @@ from medlora.evaluation.context import MODE_LABELS, EvaluationContext, build_con
 from medlora.evaluation.forgetting import OutsideSet, build_outside, run_outside, score_outside, within_noise
 from medlora.evaluation.gate import GateResult, check_gate
 from medlora.evaluation.metrics import get_metric
-from medlora.evaluation.report import (
+from medlora.evaluation.report import render_markdown, write_reports
+from medlora.evaluation.report_tables import (
     EXPECTED_LABEL,
     NOTE_EXPECTATIONS,
     render_data_markdown,
-    render_markdown,
     render_resources_markdown,
-    write_reports,
 )
 from medlora.evaluation.resources import (
     lora_parameter_bytes,
