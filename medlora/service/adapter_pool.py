@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from peft import PeftModel
@@ -46,11 +47,14 @@ class AdapterPool:
         """The model to call ``generate`` on: the PEFT wrapper when adapters are loaded, else the base."""
         return self.peft if self.peft is not None else self.loaded_model.model
 
-    def add(self, info: AdapterInfo) -> None:
-        """Put the (validated) adapter ``info`` on the base; refuse another base's adapter or a name in use."""
+    def add(self, info: AdapterInfo, path: Path) -> None:
+        """Put the (validated) adapter ``info`` on the base; refuse another base's adapter or a name in use.
+
+        ``path`` is the directory as the caller named it, for the messages.
+        """
         with self.lock:
             loaded = self.loaded_model
-            check_adapter_base(info.path, loaded)
+            check_adapter_base(path, loaded)
             if info.name in self.adapters:
                 raise MedloraError(f"an adapter named '{info.name}' is already loaded; unload it first or "
                                    "choose another name")
@@ -64,7 +68,7 @@ class AdapterPool:
                     with contextlib.suppress(Exception):  # leave no half-loaded adapter behind
                         self.peft.delete_adapter(info.name)
                 first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-                raise MedloraError(f"{info.path}: PEFT could not load this adapter on "
+                raise MedloraError(f"{path}: PEFT could not load this adapter on "
                                    f"{loaded.source.base_model_id}: {first}") from None
             self.peft.eval()
             self.adapters[info.name] = info

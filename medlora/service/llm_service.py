@@ -125,9 +125,10 @@ class LLMService:
 
         Refuses a pickle-only adapter, an adapter of another base model, and a name already in use.
         """
-        info = describe_adapter(Path(path), name)
+        path = Path(path)
+        info = describe_adapter(path, name)
         with self._lock:
-            self._pool.add(info)
+            self._pool.add(info, path)
             self._router_stale = not self._router_fixed
         log.info("adapter %s loaded from %s", info.name, info.path)
         return info
