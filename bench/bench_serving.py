@@ -29,7 +29,7 @@ from medlora.models.prompts import build_prompt
 from medlora.service.llm_service import LLMService
 from medlora.retrieval import SourceIndex, sources_from_records
 from medlora.service.routing import builtin_records
-from medlora.training.model_card import write_metadata
+from medlora.adapters.metadata import write_metadata
 
 QUESTIONS = [
     "What are the ABCDE criteria for melanoma?",

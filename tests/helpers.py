@@ -24,7 +24,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, Generation
 from medlora.config import MedloraConfig
 from medlora.retrieval import Source, SourceIndex
 from medlora.service.routing import SpecialtyRouter
-from medlora.training.model_card import write_metadata
+from medlora.adapters.metadata import write_metadata
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("MEDLORA_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

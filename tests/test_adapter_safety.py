@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 from helpers import DERM_Q, make_adapter, service_config
 
 from medlora.errors import MedloraError, ModelNotAvailableError
-from medlora.models.adapters import UnsafeAdapterError, check_adapter_files, load_lora
+from medlora.adapters.checks import UnsafeAdapterError, check_adapter_files, load_lora
 from medlora.service.llm_service import LLMService
 
 WEIGHTS = "adapter_model.safetensors"

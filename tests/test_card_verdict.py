@@ -7,7 +7,7 @@ from helpers import make_adapter
 
 from medlora.service.hub import ALLOWED_FILES, PushError, push_adapter
 from medlora.service.registry import describe_adapter
-from medlora.training.model_card import read_metadata, record_evaluation, write_metadata
+from medlora.adapters.metadata import read_metadata, record_evaluation, write_metadata
 
 
 def _evaluation(dataset_hash: str, passed: bool) -> dict:

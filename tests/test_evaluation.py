@@ -88,7 +88,7 @@ def _make_adapter(model_dir: Path, out: Path, specialty: str, seed: int) -> Path
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from medlora.training.model_card import write_metadata
+    from medlora.adapters.metadata import write_metadata
     from medlora.training.trainer import save_loss_curve
 
     torch.manual_seed(seed)
@@ -346,7 +346,7 @@ def test_cli_matrix_with_gate(tiny_llama_dir, workspace, tmp_path):
 
 
 def test_report_formatting_and_matrix_best_marks():
-    from medlora.evaluation.report import format_delta, format_value, matrix_tables
+    from medlora.evaluation.report_tables import format_delta, format_value, matrix_tables
 
     assert format_value(0.4213) == "0.421" and format_value(0.45, "percent") == "45.0 %"
     assert format_value(None) == "–" and format_value(3.0, "count") == "3"

@@ -20,7 +20,7 @@ from medlora import MEDICAL_DISCLAIMER
 from medlora.errors import AdapterMismatchError, MedloraError
 from medlora.service.llm_service import CitationFilter, LLMService
 from medlora.service.registry import AdapterNotFoundError, default_adapter_name
-from medlora.training.model_card import write_metadata
+from medlora.adapters.metadata import write_metadata
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +240,7 @@ def test_t5_mixed_batch_and_stream(tiny_t5_dir, tmp_path):
 def _adapter_for_push(tiny_llama_dir, path: Path, **metrics) -> Path:
     make_adapter(tiny_llama_dir, path, "dermatology", seed=4)
     if metrics:
-        from medlora.training.model_card import read_metadata
+        from medlora.adapters.metadata import read_metadata
 
         meta = read_metadata(path)
         meta["metrics"] = metrics

@@ -19,7 +19,6 @@ Checksums:
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import tempfile
 import urllib.error
@@ -29,6 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from medlora.data.locations import ABSTRACTS_CSV, ABSTRACTS_FOLDER, MEDQUAD_FOLDER, data_dir
 from medlora.data.sources import abstracts as abstracts_source
 from medlora.data.sources import medquad as medquad_source
 from medlora.errors import MedloraError
@@ -68,7 +68,7 @@ DATASETS: dict[str, DatasetSpec] = {
     "medquad": DatasetSpec(
         name="medquad",
         title="MedQuAD",
-        folder="medquad",
+        folder=MEDQUAD_FOLDER,
         license=medquad_source.LICENSE,
         attribution=medquad_source.ATTRIBUTION,
         homepage="https://github.com/abachaa/MedQuAD",
@@ -82,40 +82,19 @@ DATASETS: dict[str, DatasetSpec] = {
     "abstracts": DatasetSpec(
         name="abstracts",
         title="Medical Abstracts (text-classification corpus)",
-        folder="medical_abstracts",
+        folder=ABSTRACTS_FOLDER,
         license=abstracts_source.LICENSE,
         attribution=abstracts_source.ATTRIBUTION,
         homepage="https://github.com/sebischair/Medical-Abstracts-TC-Corpus",
         env_var="MEDICAL_ABSTRACTS_CSV",
         files=(
-            RemoteFile(f"{_ABSTRACTS_RAW}/medical_tc_test.csv", "medical_tc_test.csv",
+            RemoteFile(f"{_ABSTRACTS_RAW}/{ABSTRACTS_CSV}", ABSTRACTS_CSV,
                        "1eecea73c9ecad292c55e10403bd139fab9580545d6878482997c5564d51ac05"),
             RemoteFile(f"{_ABSTRACTS_RAW}/medical_tc_labels.csv", "medical_tc_labels.csv",
                        "8a27ae03339c798103678efa8012f744a723ff71a80f2b2c1355ee249564adc5"),
         ),
     ),
 }
-
-
-def data_dir() -> Path:
-    """``$MEDLORA_DATA_DIR``, else ``<medlora cache>/data`` (``~/.cache/medlora/data``)."""
-    if os.environ.get("MEDLORA_DATA_DIR"):
-        return Path(os.environ["MEDLORA_DATA_DIR"])
-    base = Path(os.environ["MEDLORA_CACHE"]) if os.environ.get("MEDLORA_CACHE") else (
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "medlora")
-    return base / "data"
-
-
-def downloaded_medquad_dir() -> Path | None:
-    """The MedQuAD folder ``medlora data download medquad`` wrote, when present."""
-    path = data_dir() / DATASETS["medquad"].folder
-    return path if path.is_dir() else None
-
-
-def downloaded_abstracts_csv() -> Path | None:
-    """The abstracts CSV ``medlora data download abstracts`` wrote, when present."""
-    path = data_dir() / DATASETS["abstracts"].folder / "medical_tc_test.csv"
-    return path if path.is_file() else None
 
 
 def content_hash(root: Path) -> str:

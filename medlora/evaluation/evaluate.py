@@ -3,17 +3,15 @@
 The pieces live beside this file: :mod:`.context` (questions, modes and their sources, vignettes),
 :mod:`.runs` (answering and scoring), :mod:`.bootstrap` (intervals), :mod:`.gate`, :mod:`.forgetting`
 (outside the specialty) and :mod:`.matrix` (several adapters x several specialties). This module runs them in
-order, writes ``report.{json,md,html}`` and ``predictions.jsonl`` (every answer, for auditing), and records the
-result in the adapter's card.
+order, writes ``report.{json,md,html}`` and, through :mod:`.results`, ``predictions.jsonl`` (every answer, for
+auditing), and records the result in the adapter's card.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,21 +19,14 @@ from typing import Any
 import torch
 from rich.progress import Progress
 
+from medlora.adapters.checks import check_adapter_base, load_lora
 from medlora.config import MedloraConfig
 from medlora.data.prepare import load_manifest
-from medlora.evaluation.bootstrap import Delta
 from medlora.evaluation.context import MODE_LABELS, EvaluationContext, build_context
 from medlora.evaluation.forgetting import OutsideSet, build_outside, run_outside, score_outside, within_noise
-from medlora.evaluation.gate import GateResult, check_gate
+from medlora.evaluation.gate import check_gate
 from medlora.evaluation.metrics import get_metric
-from medlora.evaluation.report import (
-    EXPECTED_LABEL,
-    NOTE_EXPECTATIONS,
-    render_data_markdown,
-    render_markdown,
-    render_resources_markdown,
-    write_reports,
-)
+from medlora.evaluation.report import write_reports
 from medlora.evaluation.resources import (
     lora_parameter_bytes,
     merged_copy,
@@ -45,6 +36,7 @@ from medlora.evaluation.resources import (
     summarise,
     time_variants,
 )
+from medlora.evaluation.results import EvaluationReport, record_in_model_card, write_predictions
 from medlora.evaluation.runs import (
     VariantRun,
     compare,
@@ -56,14 +48,11 @@ from medlora.evaluation.runs import (
     score_run,
 )
 from medlora.evaluation.vocabulary import Vocabulary
-from medlora.fsutil import atomic_directory
-from medlora.models.adapters import check_adapter_base, load_lora
 from medlora.models.generation import Generation, generate_answers
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.models.prompts import build_prompt
 from medlora.models.quantization import is_quantized
 from medlora.retrieval import SourceIndex, configured_index
-from medlora.training.model_card import read_metadata, record_evaluation, write_metadata
 
 log = logging.getLogger(__name__)
 
@@ -76,53 +65,6 @@ NOTE_QUESTIONS = [
     "What are the diagnostic criteria for malignant melanoma?",
     "What is the diagnosis of an erythematous, scaly, plaque-shaped skin lesion?",
 ]
-
-
-@dataclass
-class EvaluationReport:
-    variants: dict[str, dict[str, float | None]]
-    metric_labels: dict[str, str]
-    samples: int
-    meta: dict[str, Any]
-    examples: list[dict[str, str]]
-    gate: GateResult | None = None
-    metric_display: dict[str, str] = field(default_factory=dict)
-    counts: dict[str, int] = field(default_factory=dict)
-    intervals: dict[str, Delta] = field(default_factory=dict)
-    checks: dict[str, Any] = field(default_factory=dict)
-    outside: dict[str, Any] = field(default_factory=dict)
-    resources: dict[str, Any] = field(default_factory=dict)
-    evaluation_data: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    vignette_examples: list[dict[str, Any]] = field(default_factory=list)
-    cited_examples: list[dict[str, Any]] = field(default_factory=list)
-    note_cases: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_json(self) -> dict[str, Any]:
-        data = {
-            "variants": self.variants,
-            "metric_labels": self.metric_labels,
-            "metric_display": self.metric_display,
-            "intervals": {k: v.to_json() for k, v in self.intervals.items()},
-            "checks": self.checks,
-            "outside": self.outside,
-            "expected": {m: v for m, v in NOTE_EXPECTATIONS.items()
-                         if any(k.partition("@")[0] == m for k in self.metric_labels)},
-            "expected_label": EXPECTED_LABEL,
-            "samples": self.samples,
-            "counts": self.counts,
-            "meta": self.meta,
-            "resources": self.resources,
-            "evaluation_data": self.evaluation_data,
-            "notes": self.notes,
-            "examples": self.examples,
-            "vignette_examples": self.vignette_examples,
-            "cited_examples": self.cited_examples,
-            "note_cases": self.note_cases,
-        }
-        if self.gate is not None:
-            data["gate"] = {"passed": self.gate.passed, "failures": self.gate.failures}
-        return data
 
 
 def latency_summary(generations: Sequence[Generation]) -> dict[str, float]:
@@ -296,7 +238,7 @@ def evaluate_adapter(
     write_reports(report.to_json(), output_dir, loss_curve=loss_curve if loss_curve.is_file() else None)
     write_predictions(output_dir / "predictions.jsonl", ctx, runs)
     if record_in_card:
-        _record_in_model_card(adapter_dir, report)
+        record_in_model_card(adapter_dir, report)
     return report
 
 
@@ -312,25 +254,6 @@ def _checks(ctx: EvaluationContext, runs: dict[str, VariantRun], resamples: int,
     checks["loop_stopped"] = {name: {mode: sum(g.loop_stopped for g in gens) for mode, gens in run.answers.items()}
                               for name, run in runs.items()}
     return checks
-
-
-def write_predictions(path: Path, ctx: EvaluationContext, runs: dict[str, VariantRun]) -> None:
-    """Every generated answer, one JSON object per line: any number in the report can be audited from it."""
-    lines = []
-    for name, run in runs.items():
-        for mode, generations in run.answers.items():
-            for record, sources, gen in zip(ctx.records, ctx.modes[mode], generations, strict=True):
-                lines.append({"variant": name, "mode": mode, "doc_id": record.doc_id, "qtype": record.qtype,
-                              "question": record.question, "reference": record.answer, "prediction": gen.text,
-                              "sources": [{"n": i, "title": s.title, "source_id": s.source_id}
-                                          for i, s in enumerate(sources, start=1)],
-                              "loop_stopped": gen.loop_stopped, "new_tokens": gen.new_tokens})
-        for vignette, gen, choice in zip(ctx.vignettes, run.vignettes, run.choices, strict=True):
-            lines.append({"variant": name, "mode": "vignette", "question": vignette.question, "gold": vignette.focus,
-                          "options": vignette.options, "choice": choice, "prediction": gen.text})
-    tmp = path.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines), encoding="utf-8")
-    tmp.replace(path)
 
 
 def latency_prompts(loaded: LoadedModel, ctx: EvaluationContext, n: int) -> list[str]:
@@ -351,29 +274,3 @@ def _time_variants(peft_model: Any, loaded: LoadedModel, ctx: EvaluationContext,
         timings = time_variants(variants, loaded.tokenizer, loaded.spec, prompts, ecfg.latency_max_new_tokens)
     resources["memory"]["peak_rss_with_merged_copy_bytes"] = peak_rss_bytes()
     return timings
-
-
-def _record_in_model_card(adapter_dir: Path, report: EvaluationReport) -> None:
-    """Add the metrics table to the adapter's metadata and card, atomically like the adapter itself."""
-    data = report.to_json()
-    metadata = read_metadata(adapter_dir)
-    # One entry per evaluation data set: another data set's result never replaces the own-split verdict.
-    record_evaluation(metadata, {
-        "variants": report.variants,
-        "samples": report.samples,
-        "counts": report.counts,
-        "dataset_hash": report.meta.get("dataset_hash"),
-        "date": report.meta["date"],
-        "table_markdown": render_markdown(data, include_examples=False),
-        "details_markdown": "\n\n".join(p for p in (render_resources_markdown(report.resources),
-                                                    render_data_markdown(report.evaluation_data)) if p),
-        "evaluation_data": report.evaluation_data,
-        "gate_passed": report.gate.passed if report.gate else None,
-    })
-    with atomic_directory(adapter_dir) as staging:
-        for item in adapter_dir.iterdir():
-            if item.is_file():
-                (staging / item.name).write_bytes(item.read_bytes())
-        write_metadata(staging, metadata)
-
-

@@ -14,6 +14,8 @@ from typing import Any
 
 from rich.progress import Progress
 
+from medlora.adapters.checks import check_adapter_base, load_lora
+from medlora.adapters.metadata import read_metadata
 from medlora.config import MedloraConfig
 from medlora.evaluation.context import build_context
 from medlora.evaluation.gate import GateResult, check_gate
@@ -22,9 +24,7 @@ from medlora.evaluation.report import write_matrix_reports
 from medlora.evaluation.runs import metric_info, metric_keys, run_variant, score_run
 from medlora.retrieval import configured_index
 from medlora.evaluation.vocabulary import Vocabulary
-from medlora.models.adapters import check_adapter_base, load_lora
 from medlora.models.loading import LoadedModel, load_from_config
-from medlora.training.model_card import read_metadata
 
 
 @dataclass

@@ -9,11 +9,11 @@ import io
 from pathlib import Path
 from typing import Any
 
-from medlora.evaluation.report import (
+from medlora.evaluation.report_tables import (
     EXPECTED_LABEL,
     NOTE_EXPECTATIONS,
-    _mb,
-    _rows,
+    format_bytes,
+    metric_rows,
     matrix_tables,
     render_data_markdown,
     resource_rows,
@@ -134,7 +134,7 @@ def _markdown_table_html(markdown: str) -> str:
 def render_html(report: dict[str, Any], loss_curve: Path | None = None) -> str:
     meta = report.get("meta", {})
     counts = report.get("counts", {})
-    header, rows = _rows(report)
+    header, rows = metric_rows(report)
     parts = [
         f"<h1>Evaluation: {_esc(meta.get('adapter'))} on {_esc(meta.get('base_model'))}</h1>",
         f"<p>{report['samples']} held-out questions ({_esc(meta.get('specialty'))}, data hash "
@@ -163,9 +163,9 @@ def render_html(report: dict[str, Any], loss_curve: Path | None = None) -> str:
         parts.append(f"<h2>Latency and memory</h2><p>{_esc(settings.get('answers'))} answers per variant, batch "
                      f"size 1, exactly {_esc(settings.get('max_new_tokens'))} new tokens each, on "
                      f"{_esc(settings.get('device'))}.</p>" + _table(r_header, r_rows))
-        mem = [["LoRA parameters the adapter adds", _mb(memory.get("adapter_parameter_bytes"))],
-               ["Process RSS added by attaching the adapter", _mb(memory.get("rss_added_by_adapter_bytes"))],
-               ["Peak process RSS", _mb(memory.get("peak_rss_bytes"))]]
+        mem = [["LoRA parameters the adapter adds", format_bytes(memory.get("adapter_parameter_bytes"))],
+               ["Process RSS added by attaching the adapter", format_bytes(memory.get("rss_added_by_adapter_bytes"))],
+               ["Peak process RSS", format_bytes(memory.get("peak_rss_bytes"))]]
         if "gpu_added_by_adapter_mb" in summary:
             mem.append(["GPU memory added by the adapter (peak)", f"{summary['gpu_added_by_adapter_mb']:.1f} MB"])
         parts.append(_table(["Memory", "value"], mem))

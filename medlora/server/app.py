@@ -17,14 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import json
 import logging
 import os
-import threading
 import time
-import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +29,17 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
 
 from medlora import MEDICAL_DISCLAIMER, __version__
-from medlora.errors import AdapterMismatchError, MedloraError
+from medlora.errors import MedloraError
 from medlora.server.batching import OverloadedError, RequestBatcher, run_in_daemon_thread
-from medlora.server.security import GuardMiddleware, allowed_hosts, scrub_paths
-from medlora.service.llm_service import Answer, AnswerStream, InputTooLargeError, LLMService
+from medlora.server.completions import answer_extras, finish_reason, new_completion_id, stream_events
+from medlora.server.schemas import AdapterRequest, APIError, ChatRequest, api_error, question_of
+from medlora.server.security import GuardMiddleware, allowed_hosts
+from medlora.service.llm_service import Answer, LLMService
 from medlora.service.registry import (
     AUTO_NAME,
     BASE_NAME,
-    AdapterNotFoundError,
-    AdminPathError,
     public_model_id,
     resolve_admin_path,
 )
@@ -51,69 +47,6 @@ from medlora.service.registry import (
 log = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-
-
-# --------------------------------------------------------------------------------------------- schemas
-
-
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    role: str
-    content: str | list[dict[str, Any]] | None = None
-
-    def text(self) -> str:
-        if isinstance(self.content, list):  # OpenAI "content parts": keep the text parts
-            return "\n".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
-        return self.content or ""
-
-
-class ChatRequest(BaseModel):
-    """The subset of the OpenAI request the bot honours; sampling options are ignored (greedy decoding)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    model: str = AUTO_NAME
-    messages: list[ChatMessage] = Field(min_length=1)
-    stream: bool = False
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-
-
-class AdapterRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(description="an adapter directory inside the server's adapters directory (its name)")
-    name: str | None = None
-
-
-class APIError(Exception):
-    """An error answered in OpenAI's shape: ``{"error": {"message", "type", "code"}}``."""
-
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.code, self.headers = status, message, kind, code, headers
-
-    def response(self) -> JSONResponse:
-        body = {"error": {"message": self.message, "type": self.kind, "code": self.code, "param": None}}
-        return JSONResponse(body, status_code=self.status, headers=self.headers)
-
-
-def _api_error(err: MedloraError) -> APIError:
-    message = scrub_paths(str(err))
-    if isinstance(err, AdapterNotFoundError):
-        return APIError(404, message, code="model_not_found")
-    if isinstance(err, AdapterMismatchError):
-        return APIError(409, message, code="adapter_base_mismatch")
-    if isinstance(err, InputTooLargeError):
-        return APIError(413, message, code="request_too_large")
-    if isinstance(err, AdminPathError):
-        return APIError(404, message, code="adapter_path_not_found")
-    if isinstance(err, OverloadedError):
-        return APIError(503, message, kind="server_error", code="overloaded",
-                        headers={"Retry-After": str(err.retry_after_s)})
-    return APIError(400, message)
 
 
 async def _wait_for_disconnect(request: Request) -> None:
@@ -125,39 +58,6 @@ async def _wait_for_disconnect(request: Request) -> None:
 
 
 # --------------------------------------------------------------------------------------------- app
-
-
-def _question(request: ChatRequest) -> str:
-    """The last user message. The prompt format is single-turn (as in training), so earlier turns are not sent."""
-    for message in reversed(request.messages):
-        if message.role == "user" and message.text().strip():
-            return message.text()
-    raise APIError(400, "no user message with text in 'messages'")
-
-
-def _completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
-
-
-def _extras(answer: Answer) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "sources": [s.to_json() for s in answer.sources],
-        "disclaimer": answer.disclaimer,
-        "adapter": answer.adapter,
-        "timings": answer.timings,
-    }
-    if answer.route is not None:
-        data["route"] = {"adapter": answer.route.adapter or BASE_NAME,
-                         "probability": round(answer.route.probability, 4)}
-    return data
-
-
-def _finish_reason(answer: Answer, budget: int) -> str:
-    return "length" if answer.timings.get("new_tokens", 0) >= budget else "stop"
-
-
-def _sse(data: dict[str, Any] | str) -> str:
-    return f"data: {data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)}\n\n"
 
 
 def create_app(service: LLMService, *, bind_host: str = "127.0.0.1") -> FastAPI:
@@ -197,7 +97,7 @@ def create_app(service: LLMService, *, bind_host: str = "127.0.0.1") -> FastAPI:
 
     @app.exception_handler(MedloraError)
     async def _on_medlora_error(_: Request, err: MedloraError) -> JSONResponse:
-        return _api_error(err).response()
+        return api_error(err).response()
 
     def require_api_key(request: Request) -> None:
         """Chat and model listing need ``Authorization: Bearer <key>`` when the API key variable is set."""
@@ -272,7 +172,7 @@ def create_app(service: LLMService, *, bind_host: str = "127.0.0.1") -> FastAPI:
     async def chat_completions(request: ChatRequest, http: Request) -> JSONResponse | StreamingResponse:
         require_api_key(http)
         check_limits(request)
-        question = _question(request)
+        question = question_of(request)
         budget = min(request.max_completion_tokens or request.max_tokens or settings.max_new_tokens,
                      settings.max_new_tokens)
         # Refuse an oversized question (413) or an unknown model (404) before it waits in any queue.
@@ -288,7 +188,7 @@ def create_app(service: LLMService, *, bind_host: str = "127.0.0.1") -> FastAPI:
             except BaseException:
                 streams["active"] -= 1
                 raise
-            return _CountedStream(_stream_events(stream, request.model, budget),
+            return _CountedStream(stream_events(stream, request.model, budget),
                                   lambda: streams.__setitem__("active", streams["active"] - 1),
                                   media_type="text/event-stream",
                                   headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -296,13 +196,13 @@ def create_app(service: LLMService, *, bind_host: str = "127.0.0.1") -> FastAPI:
         answer = await _answer_or_give_up(http, batcher.submit(question, request.model, budget,
                                                                timeout=settings.request_timeout_s))
         return JSONResponse({
-            "id": _completion_id(),
+            "id": new_completion_id(),
             "object": "chat.completion",
             "created": int(time.time()),
             "model": answer.adapter,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.full_text},
-                         "finish_reason": _finish_reason(answer, budget), "logprobs": None}],
-            **_extras(answer),
+                         "finish_reason": finish_reason(answer, budget), "logprobs": None}],
+            **answer_extras(answer),
         })
 
     @app.get("/v1/adapters")
@@ -379,54 +279,3 @@ class _CountedStream(StreamingResponse):
             await super().__call__(scope, receive, send)
         finally:
             self._release()
-
-
-async def _stream_events(stream: AnswerStream, requested: str, budget: int) -> AsyncIterator[str]:
-    """SSE chunks in OpenAI's shape; the last chunk carries the sources list, the disclaimer and ``sources``.
-
-    The answer is generated by a worker thread that feeds an asyncio queue; if the client disconnects, the
-    generation is cancelled so the model is free for the next request.
-    """
-    loop = asyncio.get_running_loop()
-    pieces: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-
-    def send(kind: str, value: Any) -> None:
-        with suppress(RuntimeError):  # the event loop is gone (server shutting down): nobody is listening
-            loop.call_soon_threadsafe(pieces.put_nowait, (kind, value))
-
-    def produce() -> None:
-        try:
-            for piece in stream:
-                send("piece", piece)
-            send("done", stream.answer)
-        except Exception as err:  # noqa: BLE001 - sent to the client as an error event
-            send("error", err)
-
-    completion_id, created = _completion_id(), int(time.time())
-
-    def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
-        return _sse({"id": completion_id, "object": "chat.completion.chunk", "created": created,
-                     "model": stream.adapter, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                     **extra})
-
-    worker = threading.Thread(target=produce, name="medlora-sse", daemon=True)
-    worker.start()
-    try:
-        yield chunk({"role": "assistant", "content": ""}, adapter=stream.adapter)
-        while True:
-            kind, value = await pieces.get()
-            if kind == "piece":
-                yield chunk({"content": value})
-            elif kind == "done":
-                answer: Answer = value
-                tail = answer.full_text[len(answer.body):]
-                yield chunk({"content": tail}, _finish_reason(answer, budget), **_extras(answer))
-                break
-            else:
-                message = str(value) if isinstance(value, MedloraError) else f"generation failed: {value}"
-                log.error("stream failed: %s", type(value).__name__)
-                yield _sse({"error": {"message": message, "type": "server_error", "code": None}})
-                break
-        yield _sse("[DONE]")
-    finally:
-        stream.cancel()  # no-op when finished; stops generation when the client went away

@@ -18,15 +18,23 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from medlora.errors import MedloraError
-from medlora.service.llm_service import Answer, LLMService
+from medlora.service.answers import Answer
 
 T = TypeVar("T")
+
+
+class BatchAnswerer(Protocol):
+    """What the batcher needs of the service (:class:`~medlora.service.llm_service.LLMService`): one call
+    that answers several questions, each with its own adapter."""
+
+    def answer_batch(self, questions: Sequence[str], adapters: Sequence[str | None] | None = None, *,
+                     max_new_tokens: int | None = None) -> list[Answer]: ...
 
 
 class OverloadedError(MedloraError):
@@ -92,7 +100,7 @@ class RequestBatcher:
     At most ``max_queue`` requests wait (queued or being answered); more raise :class:`OverloadedError`.
     """
 
-    def __init__(self, service: LLMService, window_ms: int, max_batch: int, *, max_queue: int = 64,
+    def __init__(self, service: BatchAnswerer, window_ms: int, max_batch: int, *, max_queue: int = 64,
                  retry_after_s: int = 5) -> None:
         self.service = service
         self.window = window_ms / 1000
@@ -192,4 +200,4 @@ class RequestBatcher:
                 pending.future.set_result(answer)
 
 
-__all__ = ["BatchStats", "OverloadedError", "RequestBatcher", "run_in_daemon_thread"]
+__all__ = ["BatchAnswerer", "BatchStats", "OverloadedError", "RequestBatcher", "run_in_daemon_thread"]

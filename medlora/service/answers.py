@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from medlora import MEDICAL_DISCLAIMER
+from medlora.citations import LIST_MARKER_SEPARATORS, MAX_MARKER_LENGTH, list_marker_numbers
 from medlora.retrieval import Retrieved
 from medlora.service.registry import BASE_NAME
 from medlora.service.routing import RouteDecision
 
 # --------------------------------------------------------------------------------------------- citations
-
-_CITATION = re.compile(r"^\[\s*\d{1,3}(?:\s*[,;]\s*\d{1,3})*\s*\]$")
-_NUMBER = re.compile(r"\d{1,3}")
-_MAX_MARKER = 16  # longer than any citation marker; beyond it a bracket is plain text
-
 
 @dataclass(frozen=True)
 class CitedSource:
@@ -67,9 +62,9 @@ class CitationFilter:
         self._held = ""
 
     def _resolve(self, marker: str) -> str:
-        if not _CITATION.match(marker):
+        numbers = list_marker_numbers(marker)
+        if numbers is None:
             return marker
-        numbers = [int(n) for n in _NUMBER.findall(marker)]
         kept = list(dict.fromkeys(n for n in numbers if 1 <= n <= self.count))
         if kept == numbers:
             return marker
@@ -91,7 +86,7 @@ class CitationFilter:
             elif char == "[":  # a new bracket: the old one was plain text
                 out.append(self._held[:-1])
                 self._held = "["
-            elif not (char.isdigit() or char in " ,;") or len(self._held) > _MAX_MARKER:
+            elif not (char.isdigit() or char in LIST_MARKER_SEPARATORS) or len(self._held) > MAX_MARKER_LENGTH:
                 out.append(self._held)
                 self._held = ""
         return "".join(out)

@@ -16,22 +16,16 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medlora.adapters.checks import check_adapter_weights, check_lora_config, read_adapter_config
+from medlora.adapters.layout import ADAPTER_CONFIG, CARD_FILE, PICKLE_WEIGHTS, PUBLISHED_FILES, SAFETENSORS_WEIGHTS
+from medlora.adapters.metadata import gate_verdict, own_dataset_hash, read_metadata
 from medlora.errors import MedloraError
-from medlora.models.adapters import (
-    ADAPTER_CONFIG,
-    PICKLE_WEIGHTS,
-    SAFETENSORS_WEIGHTS,
-    check_adapter_weights,
-    check_lora_config,
-    read_adapter_config,
-)
-from medlora.training.model_card import gate_verdict, own_dataset_hash, read_metadata
 
 log = logging.getLogger(__name__)
 
-REQUIRED_FILES = (ADAPTER_CONFIG, SAFETENSORS_WEIGHTS, "README.md")
+REQUIRED_FILES = (ADAPTER_CONFIG, SAFETENSORS_WEIGHTS, CARD_FILE)
 # Everything a published adapter consists of; nothing else in the directory is uploaded.
-ALLOWED_FILES = (*REQUIRED_FILES, "medlora.json", "training_log.json", "loss_curve.png")
+ALLOWED_FILES = PUBLISHED_FILES
 
 
 class PushError(MedloraError):
@@ -70,7 +64,7 @@ def validate_for_push(adapter_dir: Path) -> list[str]:
             check_adapter_weights(adapter_dir)  # LoRA matrices only, file complete: the same check as the bot
         except MedloraError as err:
             problems.append(f"{SAFETENSORS_WEIGHTS} does not load or is refused: {_short(err)}")
-    card = adapter_dir / "README.md"
+    card = adapter_dir / CARD_FILE
     if card.is_file():
         problems += _card_problems(card.read_text(encoding="utf-8", errors="replace"))
     return problems

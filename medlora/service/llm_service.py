@@ -15,7 +15,6 @@ Design choices, and why:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -23,17 +22,15 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-from peft import PeftModel
-
-from medlora import MEDICAL_DISCLAIMER
 from medlora.config import MedloraConfig
 from medlora.errors import MedloraError
-from medlora.fsutil import atomic_directory, check_replaceable
-from medlora.models.adapters import check_adapter_base, load_lora
 from medlora.models.generation import generate_batch
-from medlora.models.loading import LoadedModel, load_base_model, load_from_config
-from medlora.models.prompts import build_prompt, prompt_uses_special_tokens
+from medlora.models.loading import LoadedModel, load_from_config
+from medlora.retrieval import SourceIndex
+from medlora.service.adapter_pool import AdapterPool
+from medlora.service.answers import Answer, CitationFilter, CitedSource, compose, sources_block
+from medlora.service.limits import InputTooLargeError, PromptLimits
+from medlora.service.merge import MERGED_MARKER, merge_adapter
 from medlora.service.registry import (
     AUTO_NAME,
     BASE_NAME,
@@ -44,18 +41,10 @@ from medlora.service.registry import (
     directory_adapter_name,
     scan_adapters_dir,
 )
-from medlora.retrieval import SourceIndex
-from medlora.service.answers import Answer, CitationFilter, CitedSource, compose, sources_block
 from medlora.service.routing import RouteDecision, SpecialtyRouter, build_router
 from medlora.service.streaming import PEFT_BASE, AnswerStream
 
 log = logging.getLogger(__name__)
-
-MERGED_MARKER = "MERGED.md"  # written into every merged model: marks the directory as medlora's to replace
-
-
-class InputTooLargeError(MedloraError):
-    """A question longer than the limits (characters, or prompt tokens within the model's context)."""
 
 
 class LLMService:
@@ -69,11 +58,9 @@ class LLMService:
     def __init__(self, config: MedloraConfig, *, index: SourceIndex | None = None,
                  router: SpecialtyRouter | None = None) -> None:
         self.config = config
-        self._lock = threading.RLock()  # guards the model: generation, adapter loading and unloading
+        self._pool = AdapterPool()
+        self._lock = self._pool.lock  # guards the model: generation, adapter loading and unloading
         self._router_lock = threading.Lock()  # training the router must not block generation
-        self._loaded: LoadedModel | None = None
-        self._peft: PeftModel | None = None
-        self._adapters: dict[str, AdapterInfo] = {}
         self._default = AUTO_NAME
         self._index = index
         self._index_ready = index is not None
@@ -93,9 +80,7 @@ class LLMService:
         llm = self.config.models.llm
         started = time.perf_counter()
         with self._lock:
-            self._loaded = load_from_config(llm)
-            self._peft = None
-            self._adapters = {}
+            self._pool.reset(load_from_config(llm))
         configured: Path | None = None
         if llm.use_medical_adapter and llm.adapter_path:
             configured = Path(llm.adapter_path)
@@ -106,7 +91,7 @@ class LLMService:
                 continue
             try:
                 name = default_adapter_name(path)
-                if name in self._adapters:  # two adapters of one specialty: tell them apart by directory
+                if name in self._pool.adapters:  # two adapters of one specialty: tell them apart by directory
                     name = directory_adapter_name(path)
                 self.load_adapter(name, path)
             except MedloraError as err:
@@ -116,22 +101,20 @@ class LLMService:
                             str(err).splitlines()[0][:200] if str(err) else "")
         self._ensure_index()
         log.info("loaded %s with adapters [%s] in %.1f s", self.loaded_model.source.base_model_id,
-                 ", ".join(self._adapters), time.perf_counter() - started)
+                 ", ".join(self._pool.adapters), time.perf_counter() - started)
 
     @property
     def loaded_model(self) -> LoadedModel:
-        if self._loaded is None:
-            raise MedloraError("no model loaded: call LLMService.load_model() first")
-        return self._loaded
+        return self._pool.loaded_model
 
     @property
     def generation_model(self) -> Any:
         """The model to call ``generate`` on: the PEFT wrapper when adapters are loaded, else the base."""
-        return self._peft if self._peft is not None else self.loaded_model.model
+        return self._pool.generation_model
 
     @property
     def has_adapters(self) -> bool:
-        return self._peft is not None
+        return self._pool.peft is not None
 
     @property
     def base_model_id(self) -> str:
@@ -145,25 +128,7 @@ class LLMService:
         path = Path(path)
         info = describe_adapter(path, name)
         with self._lock:
-            loaded = self.loaded_model
-            check_adapter_base(path, loaded)
-            if info.name in self._adapters:
-                raise MedloraError(f"an adapter named '{info.name}' is already loaded; unload it first or "
-                                   "choose another name")
-            try:
-                if self._peft is None:
-                    self._peft = PeftModel.from_pretrained(loaded.model, str(info.path), adapter_name=info.name)
-                else:
-                    self._peft.load_adapter(str(info.path), adapter_name=info.name)
-            except Exception as err:  # noqa: BLE001 - safetensors, torch and PEFT raise many kinds
-                if self._peft is not None and info.name in self._peft.peft_config:
-                    with contextlib.suppress(Exception):  # leave no half-loaded adapter behind
-                        self._peft.delete_adapter(info.name)
-                first = str(err).splitlines()[0][:300] if str(err) else type(err).__name__
-                raise MedloraError(f"{path}: PEFT could not load this adapter on {self.base_model_id}: "
-                                   f"{first}") from None
-            self._peft.eval()
-            self._adapters[info.name] = info
+            self._pool.add(info, path)
             self._router_stale = not self._router_fixed
         log.info("adapter %s loaded from %s", info.name, info.path)
         return info
@@ -171,17 +136,7 @@ class LLMService:
     def unload_adapter(self, name: str) -> None:
         """Remove an adapter; the last one removed gives the plain base model back."""
         with self._lock:
-            if name not in self._adapters:
-                raise AdapterNotFoundError(self._unknown(name))
-            assert self._peft is not None
-            if len(self._adapters) == 1:
-                self._loaded.model = self._peft.unload()  # type: ignore[union-attr]
-                self._peft = None
-            else:
-                if name in self._peft.active_adapters:  # switch first: PEFT warns when deleting the active one
-                    self._peft.set_adapter(next(n for n in self._adapters if n != name))
-                self._peft.delete_adapter(name)
-            del self._adapters[name]
+            self._pool.remove(name)
             if self._default == name:
                 self._default = AUTO_NAME
             self._router_stale = not self._router_fixed
@@ -189,23 +144,16 @@ class LLMService:
 
     def set_adapter(self, name: str) -> None:
         """The adapter used when a request names none: an adapter, ``"auto"`` or ``"base"``."""
-        if name not in (AUTO_NAME, BASE_NAME) and name not in self._adapters:
-            raise AdapterNotFoundError(self._unknown(name))
+        self._pool.check_known(name)
         self._default = name
-        if self._peft is not None and name in self._adapters:
-            with self._lock:
-                self._peft.set_adapter(name)
+        self._pool.activate(name)
 
     @property
     def default_adapter(self) -> str:
         return self._default
 
     def list_adapters(self) -> list[AdapterInfo]:
-        return list(self._adapters.values())
-
-    def _unknown(self, name: str) -> str:
-        known = ", ".join([BASE_NAME, AUTO_NAME, *self._adapters])
-        return f"unknown adapter '{name}'; loaded: {known}"
+        return list(self._pool.adapters.values())
 
     # ------------------------------------------------------------------ routing and retrieval
 
@@ -216,7 +164,7 @@ class LLMService:
             with self._router_lock:
                 if self._router_stale:
                     self._router_stale = False  # set first: a load meanwhile marks it stale again
-                    pairs = [(a.name, a.specialty or a.name) for a in list(self._adapters.values())]
+                    pairs = [(a.name, a.specialty or a.name) for a in list(self._pool.adapters.values())]
                     self._router = build_router(
                         pairs, threshold=self.config.service.routing_threshold,
                         prepared_dir_template=self.config.data.output_dir,
@@ -228,11 +176,10 @@ class LLMService:
         """Turn requested names (``None`` = the default, ``auto``, ``base``, an adapter) into adapters to run."""
         wanted = [a or self._default for a in adapters]
         for name in wanted:
-            if name not in (AUTO_NAME, BASE_NAME) and name not in self._adapters:
-                raise AdapterNotFoundError(self._unknown(name))
+            self._pool.check_known(name)
         auto = [i for i, name in enumerate(wanted) if name == AUTO_NAME]
         decisions: dict[int, RouteDecision] = {}
-        router = self.router if auto and self._adapters else None
+        router = self.router if auto and self._pool.adapters else None
         if router is not None:
             for i, decision in zip(auto, router.route_many([questions[i] for i in auto]), strict=True):
                 decisions[i] = decision
@@ -240,7 +187,7 @@ class LLMService:
         for i, name in enumerate(wanted):
             if name == AUTO_NAME:
                 routed = decisions.get(i)
-                chosen = routed.adapter if routed and routed.adapter in self._adapters else None
+                chosen = routed.adapter if routed and routed.adapter in self._pool.adapters else None
                 resolved.append((chosen, routed))
             else:
                 resolved.append((None if name == BASE_NAME else name, None))
@@ -267,61 +214,27 @@ class LLMService:
         hits = index.search(question, k=self.config.service.top_k_sources)
         return [CitedSource.from_retrieved(n, hit) for n, hit in enumerate(hits, start=1)]
 
-    def _prompt(self, question: str, sources: Sequence[CitedSource]) -> str:
-        loaded = self.loaded_model
-        return build_prompt(loaded.tokenizer, loaded.spec, question,
-                            sources=[(s.number, s.title, s.text) for s in sources])
-
     # ------------------------------------------------------------------ input limits
+
+    @property
+    def _limits(self) -> PromptLimits:
+        return PromptLimits(self.loaded_model, self.config.service)
+
+    def _prompt(self, question: str, sources: Sequence[CitedSource]) -> str:
+        return self._limits.prompt(question, sources)
 
     def prompt_token_limit(self, max_new_tokens: int) -> int:
         """The most prompt tokens one request may use: the configured cap, and the context minus the answer."""
-        limit = self.config.service.max_prompt_tokens
-        context = _context_length(self.loaded_model)
-        if context is not None:
-            limit = min(limit, context - max_new_tokens)
-        if limit <= 0:
-            raise InputTooLargeError(f"max_tokens {max_new_tokens} leaves no room for a prompt in the model's "
-                                     f"context of {context} tokens; ask for fewer tokens")
-        return limit
-
-    def _count_tokens(self, prompt: str) -> int:
-        loaded = self.loaded_model
-        add_special = prompt_uses_special_tokens(loaded.tokenizer, loaded.spec)
-        return len(loaded.tokenizer(prompt, add_special_tokens=add_special)["input_ids"])
+        return self._limits.token_limit(max_new_tokens)
 
     def check_question(self, question: str, max_new_tokens: int | None = None) -> None:
-        """Refuse, cheaply and before any queueing, a question that is empty or cannot fit the prompt limit.
-
-        The character cap runs first so a huge text is never tokenized; the token check uses the prompt
-        without sources (sources are dropped to fit, the question itself cannot be).
-        """
-        _check_question(question)
-        limit_chars = self.config.service.max_message_chars
-        if len(question) > limit_chars:
-            raise InputTooLargeError(f"the question has {len(question)} characters; at most {limit_chars} are "
-                                     "accepted (service.max_message_chars): shorten it")
-        budget = max_new_tokens or self.config.service.max_new_tokens
-        limit = self.prompt_token_limit(budget)
-        tokens = self._count_tokens(self._prompt(question, []))
-        if tokens > limit:
-            raise InputTooLargeError(f"the question makes a prompt of {tokens} tokens; at most {limit} fit "
-                                     f"(service.max_prompt_tokens, and the context minus {budget} answer tokens): "
-                                     "shorten it")
+        """Refuse, cheaply and before any queueing, a question that is empty or cannot fit the prompt limit."""
+        self._limits.check_question(question, max_new_tokens or self.config.service.max_new_tokens)
 
     def _fit_prompt(self, question: str, sources: list[CitedSource], max_new_tokens: int
                     ) -> tuple[str, list[CitedSource]]:
         """The prompt within the token limit: retrieved sources are dropped from the last until it fits."""
-        limit = self.prompt_token_limit(max_new_tokens)
-        while True:
-            prompt = self._prompt(question, sources)
-            tokens = self._count_tokens(prompt)
-            if tokens <= limit:
-                return prompt, sources
-            if not sources:
-                raise InputTooLargeError(f"the question makes a prompt of {tokens} tokens; at most {limit} fit: "
-                                         "shorten it")
-            sources = sources[:-1]
+        return self._limits.fit(question, sources, max_new_tokens)
 
     # ------------------------------------------------------------------ answering
 
@@ -350,7 +263,7 @@ class LLMService:
         with self._lock:
             loaded = self.loaded_model
             self._check_still_loaded(name for name, _ in resolved)
-            names = [name or PEFT_BASE for name, _ in resolved] if self._peft is not None else None
+            names = [name or PEFT_BASE for name, _ in resolved] if self.has_adapters else None
             began = time.perf_counter()
             generations = generate_batch(self.generation_model, loaded.tokenizer, loaded.spec, prompts,
                                          max_new_tokens=budget, adapter_names=names,
@@ -383,9 +296,7 @@ class LLMService:
 
     def _check_still_loaded(self, names: Iterable[str | None]) -> None:
         """Called under the lock: an adapter may have been unloaded between routing and generating."""
-        for name in names:
-            if name is not None and name not in self._adapters:
-                raise AdapterNotFoundError(f"adapter '{name}' was unloaded meanwhile; ask again")
+        self._pool.check_still_loaded(names)
 
     def _log_questions(self, questions: Sequence[str]) -> None:
         if self.config.service.log_questions:
@@ -401,53 +312,14 @@ class LLMService:
     def merge(self, name: str, out_dir: str | Path) -> Path:
         """Write base + adapter ``name`` merged into plain transformers weights (no PEFT needed to load).
 
-        Works on a fresh float32 copy of the base, never on the serving model (which carries every adapter and
-        may be quantized), and writes atomically so an interrupted merge leaves nothing half-written. An
-        existing ``out_dir`` is replaced only when it is empty or an earlier merge (it holds ``MERGED.md``):
-        ``merge NAME data/models`` must never delete the adapters there.
+        See :func:`medlora.service.merge.merge_adapter`.
         """
-        if name not in self._adapters:
-            raise AdapterNotFoundError(self._unknown(name))
-        out = Path(out_dir)
-        check_replaceable(out, markers=(MERGED_MARKER,), what="a merged model")
-        info = self._adapters[name]
-        llm = self.config.models.llm
-        fresh = load_base_model(llm.name, cache_dir=llm.cache_dir, target_modules=llm.target_modules,
-                                device=torch.device("cpu"))
-        merged = load_lora(fresh.model, info.path).merge_and_unload()
-        merged.eval()
-        with atomic_directory(out) as staging:
-            merged.save_pretrained(staging, safe_serialization=True)
-            fresh.tokenizer.save_pretrained(staging)
-            (staging / MERGED_MARKER).write_text(
-                f"# {info.name} merged into {self.base_model_id}\n\n"
-                f"LoRA adapter `{info.path.name}` merged into base `{self.base_model_id}` with PEFT "
-                "`merge_and_unload()`. Load it with plain transformers (`AutoModelFor...from_pretrained`).\n\n"
-                f"{MEDICAL_DISCLAIMER}\n",
-                encoding="utf-8",
-            )
-        log.info("merged %s into %s", name, out)
-        return out
-
-
-def _check_question(question: str) -> None:
-    if not isinstance(question, str) or not question.strip():
-        raise MedloraError("the question is empty")
-
-
-def _context_length(loaded: LoadedModel) -> int | None:
-    """The model's context window in tokens, when its config states one (T5's relative positions do not)."""
-    if loaded.spec.is_encoder_decoder:
-        return None
-    config = loaded.model.config
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
-        value = getattr(config, key, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
+        if name not in self._pool.adapters:
+            raise AdapterNotFoundError(self._pool.unknown(name))
+        return merge_adapter(self.config.models.llm, self._pool.adapters[name], self.base_model_id, out_dir)
 
 
 __all__ = [
-    "Answer", "AnswerStream", "CitationFilter", "CitedSource", "InputTooLargeError", "LLMService",
+    "MERGED_MARKER", "Answer", "AnswerStream", "CitationFilter", "CitedSource", "InputTooLargeError", "LLMService",
     "sources_block",
 ]

@@ -4,7 +4,7 @@ An adapter is any directory with an ``adapter_config.json`` (the PEFT layout). I
 recorded in ``medlora.json`` at training time, else the directory name without the ``lora-``/``-adapter``
 decoration, so ``data/models/lora-dermatology-adapter`` is served as ``dermatology``.
 
-Only safetensors weights holding LoRA matrices alone are accepted (:mod:`medlora.models.adapters`): a pickled
+Only safetensors weights holding LoRA matrices alone are accepted (:mod:`medlora.adapters.checks`): a pickled
 ``adapter_model.bin`` can run arbitrary code when loaded, and extra tensors would overwrite the shared base.
 Adapters loaded over HTTP must lie inside ``adapters_dir`` (:func:`resolve_admin_path`), and what the API shows
 of an adapter never includes a path of the server.
@@ -19,13 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medlora.adapters.checks import check_adapter_files
+from medlora.adapters.layout import is_adapter_dir
+from medlora.adapters.metadata import gate_verdict, read_metadata
 from medlora.errors import MedloraError
-from medlora.models.adapters import (
-    ADAPTER_CONFIG,
-    check_adapter_files,
-)
 from medlora.fsutil import PREVIOUS_SUFFIX  # the adapter a retrain replaced: kept beside it, never served
-from medlora.training.model_card import gate_verdict, read_metadata
 
 log = logging.getLogger(__name__)
 BASE_NAME = "base"  # the name clients use for "no adapter"
@@ -98,10 +96,6 @@ def resolve_admin_path(adapters_dir: Path, requested: str) -> Path:
         if item.is_symlink() and root not in item.resolve().parents:
             raise refused
     return resolved
-
-
-def is_adapter_dir(path: Path) -> bool:
-    return path.is_dir() and (path / ADAPTER_CONFIG).is_file()
 
 
 def default_adapter_name(adapter_dir: Path) -> str:

@@ -24,6 +24,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from medlora.adapters.layout import ADAPTER_MARKERS
 from medlora.config import MedloraConfig
 from medlora.errors import MedloraError
 from medlora.fsutil import check_replaceable
@@ -31,7 +32,6 @@ from medlora.fsutil import check_replaceable
 log = logging.getLogger(__name__)
 
 FINGERPRINT_FILE = "medlora_fingerprint.json"
-ADAPTER_MARKERS = ("medlora.json", "adapter_config.json")  # a directory holding one was written by training
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 # Settings that do not change what a step computes: everything else in ``training`` is fingerprinted, so a
 # setting added later is covered without touching this list.

@@ -14,9 +14,11 @@ import torch
 from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
+from medlora.adapters.layout import LOSS_CURVE_FILE, TRAINING_LOG_FILE
+from medlora.adapters.metadata import write_metadata
+from medlora.adapters.save import record_base_model, staged_adapter
 from medlora.config import MedloraConfig
 from medlora.data.prepare import load_manifest, load_split
-from medlora.fsutil import atomic_directory
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.models.precision import probe, requested_precision, resolve_precision, torch_threads
 from medlora.models.quantization import is_quantized
@@ -25,7 +27,6 @@ from medlora.training.batching import plan_batching
 from medlora.training.checkpoints import FingerprintCallback, clear_checkpoints, prepare_checkpoints, run_fingerprint
 from medlora.training.encoding import Grounding, build_dataset
 from medlora.training.lora import build_lora_config
-from medlora.training.model_card import write_metadata
 
 log = logging.getLogger(__name__)
 
@@ -242,17 +243,13 @@ def save_adapter(
     """Write the PEFT layout plus card, log and curve into a staging dir, then swap it into place."""
     tcfg = cfg.training
     manifest = load_manifest(data_dir)
-    with atomic_directory(adapter_dir, keep_previous=True) as staging:  # a retrain keeps the old one as .prev
+    with staged_adapter(adapter_dir) as staging:  # a retrain keeps the old one as .prev
         peft_model.save_pretrained(str(staging), safe_serialization=True)
-        # Record the base by its public id so vLLM/LoRAX/PEFT users know what to load it on.
-        adapter_config_path = staging / "adapter_config.json"
-        adapter_config = json.loads(adapter_config_path.read_text(encoding="utf-8"))
-        adapter_config["base_model_name_or_path"] = loaded.source.base_model_id
-        adapter_config_path.write_text(json.dumps(adapter_config, indent=2), encoding="utf-8")
-        (staging / "training_log.json").write_text(
+        record_base_model(staging, loaded.source.base_model_id)
+        (staging / TRAINING_LOG_FILE).write_text(
             json.dumps({"log_history": log_history, "result": _result_summary(result)}, indent=2), encoding="utf-8"
         )
-        save_loss_curve(log_history, staging / "loss_curve.png")
+        save_loss_curve(log_history, staging / LOSS_CURVE_FILE)
         metadata = {
             "specialty": manifest.get("specialty", cfg.data.specialty),
             "base_model": {

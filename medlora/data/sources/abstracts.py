@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from medlora.data.locations import downloaded_abstracts_csv
 from medlora.data.records import QARecord, clean_text
 from medlora.data.specialties import Specialty
 from medlora.errors import DataFormatError
@@ -52,9 +53,7 @@ def default_abstracts_csv(repo_root: str | Path | None = None) -> Path | None:
     candidate = root.parent / "shared" / "data" / "medical_abstracts" / "medical_tc_test.csv"
     if candidate.is_file():
         return candidate
-    from medlora.data.download import downloaded_abstracts_csv  # `medlora data download abstracts`
-
-    return downloaded_abstracts_csv()
+    return downloaded_abstracts_csv()  # `medlora data download abstracts`
 
 
 def _labels(csv_path: Path) -> dict[int, str]:

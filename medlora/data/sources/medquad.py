@@ -17,6 +17,7 @@ from pathlib import Path
 import defusedxml.ElementTree as SafeET
 from defusedxml import DefusedXmlException
 
+from medlora.data.locations import downloaded_medquad_dir
 from medlora.data.records import QARecord
 from medlora.errors import DataFormatError
 
@@ -60,8 +61,6 @@ def default_medquad_dir(repo_root: str | Path | None = None) -> Path | None:
     candidate = root.parent / "shared" / "data" / "medquad"
     if candidate.is_dir():
         return candidate
-    from medlora.data.download import downloaded_medquad_dir
-
     return downloaded_medquad_dir()
 
 

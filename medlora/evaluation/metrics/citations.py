@@ -8,40 +8,21 @@ Samples have ``task = "cited"``: ``extras["retrieved"]`` is the list of sources 
 - *relevant* when the cited source is about the question's condition, a subtype of it or its parent
   (:func:`medlora.retrieval.relevance.about_condition`: names after normalisation, synonyms, UMLS CUIs).
 
-Citations are counted once per answer (``[1] ... [1]`` is one citation of source 1).
+Citations are read by :func:`medlora.citations.parse_citations` (the grammar) and counted once per answer
+(``[1] ... [1]`` is one citation of source 1).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from medlora.citations import parse_citations
 from medlora.evaluation.metrics.base import EvalSample, Metric, register
 from medlora.retrieval.relevance import about_condition
-
-_CITATION = re.compile(r"\[\s*(\d{1,3}(?:\s*(?:,|;|-|–|and)\s*\d{1,3})*)\s*\]")
-MAX_RANGE = 20
-
-
-def parse_citations(text: str) -> list[int]:
-    """Distinct cited numbers in order of first appearance: ``[1]``, ``[1, 3]``, ``[2-4]``, ``[1][2]``."""
-    found: dict[int, None] = {}
-    for match in _CITATION.finditer(text):
-        for part in re.split(r"\s*(?:,|;|and)\s*", match.group(1)):
-            bounds = re.split(r"\s*[-–]\s*", part)
-            numbers: Iterable[int]
-            if len(bounds) == 2 and 0 <= int(bounds[1]) - int(bounds[0]) <= MAX_RANGE:
-                numbers = range(int(bounds[0]), int(bounds[1]) + 1)
-            else:
-                numbers = [int(b) for b in bounds]
-            for number in numbers:
-                found[number] = None
-    return list(found)
-
 
 def is_relevant(source: Any, focus: str, synonyms: Sequence[str], cuis: Sequence[str]) -> bool:
     return about_condition(source, focus, synonyms, cuis)

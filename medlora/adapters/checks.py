@@ -1,4 +1,4 @@
-"""Checks on an adapter directory before it is put on a base model, and the one safe way to load it.
+"""Checks on an adapter directory's files and base before it is put on a base model; the one safe way to load it.
 
 Why the tensor check: PEFT loads every tensor it finds in ``adapter_model.safetensors`` into the model, not
 only the LoRA matrices. An adapter that carries ``modules_to_save``, ``lm_head`` or embedding weights replaces
@@ -14,14 +14,14 @@ import json
 import re
 import struct
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from medlora.adapters.layout import ADAPTER_CONFIG, PICKLE_WEIGHTS, SAFETENSORS_WEIGHTS
 from medlora.errors import AdapterMismatchError, MedloraError
-from medlora.models.loading import LoadedModel
 
-ADAPTER_CONFIG = "adapter_config.json"
-SAFETENSORS_WEIGHTS = "adapter_model.safetensors"
-PICKLE_WEIGHTS = "adapter_model.bin"
+if TYPE_CHECKING:
+    from medlora.models.loading import LoadedModel
+
 _LORA_KEY = re.compile(r"^[A-Za-z0-9_.]+\.lora_[AB]\.weight$")
 # Module names that are not LoRA targets a medical adapter needs: a delta there changes every answer's
 # vocabulary or output layer.
