@@ -25,6 +25,7 @@ import psutil
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from medlora.models.generation import decoding_kwargs
 from medlora.models.architecture import ModelSpec
 from medlora.models.prompts import prompt_uses_special_tokens
 
@@ -82,8 +83,7 @@ def time_variants(
         device = next(model.parameters()).device
         inputs = tokenizer([prompt], return_tensors="pt", add_special_tokens=add_special).to(device)
         with context() if context is not None else nullcontext():
-            output = model.generate(**inputs, max_new_tokens=tokens, min_new_tokens=tokens, do_sample=False,
-                                    num_beams=1, pad_token_id=tokenizer.pad_token_id)
+            output = model.generate(**inputs, **decoding_kwargs(tokenizer, 0, tokens, fixed_length=True))
         return int(output.shape[1] if spec.is_encoder_decoder else output.shape[1] - inputs["input_ids"].shape[1])
 
     names = list(variants)

@@ -120,12 +120,18 @@ def decoding_kwargs(
     *,
     citations: int | Sequence[int] | None = None,
     extra_stops: Sequence[StoppingCriteria] = (),
+    fixed_length: bool = False,
 ) -> dict[str, object]:
     """Keyword arguments for ``model.generate``: greedy, loop stop, and (with sources) the citation range.
 
     ``prompt_length`` is the prompt's length in tokens for a decoder-only model and 0 for an encoder-decoder;
     ``citations`` is the number of numbered sources per row (one int for all rows, or one per row).
+    ``fixed_length``: exactly ``max_new_tokens`` tokens, no loop stop — for latency timing, where every
+    variant must produce the same amount of work.
     """
+    if fixed_length:
+        return {**GREEDY_DECODING, "max_new_tokens": max_new_tokens, "min_new_tokens": max_new_tokens,
+                "pad_token_id": tokenizer.pad_token_id}
     stops = StoppingCriteriaList([LoopStop(prompt_length), *extra_stops])
     processors = LogitsProcessorList()
     if citations is not None:
