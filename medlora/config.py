@@ -155,7 +155,7 @@ class EvaluationConfig(_Strict):
     # Outside the specialty: other specialties' prepared test splits (closed-book) and yes/no reading checks
     # over the medical abstracts, base vs adapter.
     outside: bool = True
-    outside_specialties: list[str] = Field(default_factory=lambda: ["dermatology", "cardiology", "radiology"])
+    outside_specialties: list[str] = Field(default_factory=list)  # [] = every registered specialty
     outside_samples: int = Field(40, ge=1)
     reading_checks: int = Field(60, ge=0)
     # The original note's before/after questions (French and English), answered by both variants.

@@ -231,10 +231,11 @@ def demo(
 def _prepare_outside_specialties(cfg: MedloraConfig, specialty: str) -> None:
     """Other specialties' splits, for the evaluation's outside-the-specialty check (seconds each)."""
     from medlora.data.prepare import prepare_dataset
+    from medlora.evaluation.forgetting import outside_specialties
     from medlora.retrieval.corpus import builtin_sets
 
     shipped = {name for name, _ in builtin_sets()}
-    for other in cfg.evaluation.outside_specialties:
+    for other in outside_specialties(cfg):
         out = Path(cfg.data.output_dir.format(specialty=other))
         if other == specialty or other not in shipped or (out / "manifest.json").is_file():
             continue

@@ -17,6 +17,7 @@ from typing import Any
 
 from rich.progress import Progress
 
+from medlora.data.specialties import english_builtin_specialties
 from medlora.config import MedloraConfig
 from medlora.data.records import QARecord
 from medlora.data.sources.abstracts import iter_abstracts
@@ -86,10 +87,15 @@ class OutsideSet:
     choices: dict[str, list[int | None]] = field(default_factory=dict)  # variant -> reading-check choices
 
 
+def outside_specialties(cfg: MedloraConfig) -> list[str]:
+    """``evaluation.outside_specialties``, or every registered English specialty when it is empty."""
+    return list(cfg.evaluation.outside_specialties) or english_builtin_specialties()
+
+
 def build_outside(cfg: MedloraConfig, specialty: str, index: SourceIndex | None, split: str = "test") -> OutsideSet:
     ecfg = cfg.evaluation
     contexts = {}
-    for other in ecfg.outside_specialties:
+    for other in outside_specialties(cfg):
         if other == specialty:
             continue
         data_dir = Path(cfg.data.output_dir.format(specialty=other))
