@@ -213,18 +213,25 @@ def demo(
                 f"{t.epochs:g} epoch(s), batch {t.batch_size} x grad-accum {t.gradient_accumulation_steps}, "
                 f"{cfg.evaluation.max_samples} test questions. `medlora demo --full` runs the full recipe.")
         data_dir, adapter_dir, report_dir = paths(cfg) if full else demo_paths(cfg)
+        step = time.perf_counter()
         report = run(lambda: prepare_dataset(cfg.data, output_dir=data_dir))  # noqa: B023
         _print_prepare_report(report)
         _prepare_outside_specialties(cfg, specialty)
+        steps = {"prepare": time.perf_counter() - step}
+        step = time.perf_counter()
         result = run(lambda: train_adapter(cfg, data_dir, adapter_dir))  # noqa: B023
         console.print(f"trainable params: {result.trainable_params:,} / {result.total_params:,} "
                       f"({result.trainable_percent:.3f} %), {result.seconds:.0f} s")
+        steps["train"] = time.perf_counter() - step
+        step = time.perf_counter()
         evaluation = run(lambda: evaluate_adapter(cfg, data_dir, adapter_dir, report_dir))  # noqa: B023
         print_table(evaluation.to_json(), console)
-        summary.append((specialty, data_dir, adapter_dir, report_dir))
+        steps["evaluate"] = time.perf_counter() - step
+        summary.append((specialty, data_dir, adapter_dir, report_dir, steps))
     console.rule("[bold green]Done")
-    for specialty, data_dir, adapter_dir, report_dir in summary:
+    for specialty, data_dir, adapter_dir, report_dir, steps in summary:
         console.print(f"{specialty}: data {data_dir}  adapter {adapter_dir}  report {report_dir / 'report.md'}")
+        console.print(f"{specialty} time: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in steps.items()))
     console.print(f"Total time {time.perf_counter() - started:.0f} s")
 
 
