@@ -146,14 +146,21 @@ def decoding_kwargs(
     }
 
 
-def decode_new_tokens(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, spec: ModelSpec,
-                      row: list[int]) -> tuple[str, int, bool]:
-    """Text of one generated row: padding and everything from EOS dropped, a loop's repeated tail cut."""
+def answer_ids(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, spec: ModelSpec,
+               row: list[int]) -> list[int]:
+    """The answer's token ids in one generated row: padding, everything from EOS and T5's start token dropped."""
     ids = [t for t in row if t != tokenizer.pad_token_id]
     if tokenizer.eos_token_id in ids:
         ids = ids[: ids.index(tokenizer.eos_token_id)]
     if spec.is_encoder_decoder and ids and ids[0] == model.config.decoder_start_token_id:
         ids = ids[1:]
+    return ids
+
+
+def decode_new_tokens(tokenizer: PreTrainedTokenizerBase, model: PreTrainedModel, spec: ModelSpec,
+                      row: list[int]) -> tuple[str, int, bool]:
+    """Text of one generated row: padding and everything from EOS dropped, a loop's repeated tail cut."""
+    ids = answer_ids(tokenizer, model, spec, row)
     # The loop stop ended a looping row; the cut is textual (one definition, medlora.models.loops), so a
     # streamed answer (cut by RepetitionGuard as it goes) and a batched one end at the same character.
     text, repeated = cut_repetition(cast(str, tokenizer.decode(ids, skip_special_tokens=True)))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from transformers import StoppingCriteria, TextIteratorStreamer
 
-from medlora.models.generation import decode_new_tokens, decoding_kwargs
+from medlora.models.generation import answer_ids, decoding_kwargs
 from medlora.models.loops import RepetitionGuard
 from medlora.models.prompts import prompt_uses_special_tokens
 from medlora.service.answers import Answer, CitationFilter, CitedSource, compose
@@ -88,7 +88,7 @@ class AnswerStream:
                     # Counted as the batch path counts them (EOS and padding excluded), so both paths give
                     # the same finish_reason for the same answer.
                     row = output[0, prompt_len:].tolist()
-                    counts["new_tokens"] = decode_new_tokens(tokenizer, model, loaded.spec, row)[1]
+                    counts["new_tokens"] = len(answer_ids(tokenizer, model, loaded.spec, row))
             except BaseException as err:  # noqa: BLE001 - re-raised in the reader's thread below
                 errors.append(err)
                 streamer.end()
