@@ -164,8 +164,7 @@ def _fingerprint(paths: Sequence[Path]) -> str:
 def load_or_build_default_index(cache_dir: Path, medquad_dir: Path | None, abstracts_csv: Path | None,
                                 hpo_dir: Path | None = None) -> SourceIndex:
     """The default index, from the cache when its inputs have not changed."""
-    hpo_file = hpo_dir / "phenotype.hpoa" if hpo_dir is not None else None
-    inputs = [p for p in (medquad_dir, abstracts_csv, hpo_file) if p is not None and p.exists()]
+    inputs = [p for p in (medquad_dir, abstracts_csv, hpo_dir) if p is not None and p.exists()]
     directory = cache_dir / "indexes" / _fingerprint(inputs)
     if (directory / "sources.jsonl").is_file():
         return SourceIndex.load(directory)
