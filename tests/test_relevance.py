@@ -49,3 +49,23 @@ def test_leakage_mask_hides_subtypes_and_parents_of_held_out_conditions():
 
     assert exclude(source("Scabies")) and exclude(source("Norwegian scabies", ("Crusted scabies",)))
     assert not exclude(source("Scabies incognito syndrome with deafness")) and not exclude(source("Impetigo"))
+
+
+def test_title_match_rerank_puts_the_source_about_the_condition_first():
+    """A long passage that names the condition often outranks the short one *about* it under plain BM25; the
+    title-match rerank (the bot's default) puts the one whose title the question names first."""
+    from medlora.retrieval import Source, SourceIndex
+
+    syndrome = ("Congenital deafness with vitiligo and achalasia",
+                "Vitiligo patches and vitiligo of the hands with deafness and achalasia.")
+    about = ("Vitiligo", "Vitiligo is an acquired loss of skin pigment in sharply bordered white patches.")
+    filler = [(f"Other condition {i}", f"Unrelated text number {i} about the kidney and the liver.") for i in range(8)]
+    index = SourceIndex.build([(Source(source_id=f"t:{i}", title=t, url="", text=x[:60]), f"{t} {x}")
+                               for i, (t, x) in enumerate([syndrome, about, *filler])])
+    question = "How is vitiligo treated?"
+    plain = [h.source.title for h in index.search(question, 2, title_weight=0.0)]
+    reranked = index.search(question, 2)
+    assert plain[0] == syndrome[0]
+    assert reranked[0].source.title == "Vitiligo"
+    assert reranked[0].score >= reranked[1].score
+    assert len(index.search(question, 1)) == 1  # k is honoured after reranking a larger pool

@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""How often the bot's retrieval puts a source *about the question's condition* in front of the model.
+
+For every English specialty's prepared VALIDATION split (the test split is never read here), each question is
+searched in the default index with every document of that split masked, exactly as open-book evaluation does,
+and a source counts as relevant when :func:`medlora.retrieval.relevance.about_condition` says it is about the
+question's condition (the citation metric's rule). Reported per title-match weight
+(:data:`medlora.retrieval.index.TITLE_MATCH_WEIGHT`; 0 = plain BM25):
+
+- ``relevant@1`` — the first source is relevant (what a model that cites ``[1]`` gets right);
+- ``hit@3`` — at least one of the three shown is relevant;
+- ``precision@3`` — the share of the three that are relevant.
+
+Each figure carries a 95 % bootstrap interval over questions; the weight is chosen on dermatology.
+
+Usage::
+
+    python bench/retrieval_quality.py            # results in bench/results/retrieval_quality.{json,md}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from medlora.config import load_config
+from medlora.data.prepare import load_split, prepare_dataset
+from medlora.data.specialties import english_builtin_specialties
+from medlora.retrieval import SourceIndex, configured_index, held_out_documents
+from medlora.retrieval.relevance import about_condition
+
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
+K = 3
+
+
+def _interval(values: list[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return {"mean": sum(values) / n, "low": means[int(0.025 * resamples)], "high": means[int(0.975 * resamples)]}
+
+
+def measure(index: SourceIndex, data_dir: Path, weight: float) -> dict[str, Any]:
+    records = [r for r in load_split(data_dir, "validation") if r.focus]
+    mask = index.mask(held_out_documents(load_split(data_dir, "validation")))
+    first, any3, share3 = [], [], []
+    for record in records:
+        hits = index.search(record.question, K, mask=mask, title_weight=weight)
+        relevant = [about_condition(h.source, record.focus, record.synonyms, record.cuis) for h in hits]
+        first.append(float(bool(relevant) and relevant[0]))
+        any3.append(float(any(relevant)))
+        share3.append(sum(relevant) / K)
+    return {"questions": len(records), "relevant@1": _interval(first), "hit@3": _interval(any3),
+            "precision@3": _interval(share3)}
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    lines = [f"Validation splits, every document of the split masked (open-book), top {K}; 95 % bootstrap "
+             "intervals over questions. Weight 0 = plain BM25.", "",
+             "| specialty | questions | title-match weight | relevant@1 | hit@3 | precision@3 |",
+             "| --- | ---: | ---: | --- | --- | --- |"]
+    for specialty, rows in result["specialties"].items():
+        for weight, row in rows.items():
+            cells = [f"{100 * row[m]['mean']:.0f} % [{100 * row[m]['low']:.0f}, {100 * row[m]['high']:.0f}]"
+                     for m in ("relevant@1", "hit@3", "precision@3")]
+            lines.append(f"| {specialty} | {row['questions']} | {weight} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="config.yaml")
+    parser.add_argument("--out", default="bench/results/retrieval_quality")
+    args = parser.parse_args()
+    cfg = load_config(args.config)
+    index = configured_index(cfg)
+    if index is None:
+        raise SystemExit("no source index: nothing to measure")
+    result: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                              "passages": len(index.sources), "k": K, "specialties": {}}
+    for specialty in english_builtin_specialties():
+        data_dir = Path(cfg.data.output_dir.format(specialty=specialty))
+        if not (data_dir / "manifest.json").is_file():
+            prepare_dataset(cfg.with_overrides({"data.specialty": specialty}).data, output_dir=data_dir)
+        result["specialties"][specialty] = {str(w): measure(index, data_dir, w) for w in WEIGHTS}
+        print(specialty, {w: round(r["relevant@1"]["mean"], 3) for w, r in result["specialties"][specialty].items()},
+              flush=True)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2), encoding="utf-8")
+    out.with_suffix(".md").write_text(render_markdown(result), encoding="utf-8")
+    print(f"results in {out.with_suffix('.json')} and {out.with_suffix('.md')}")
+
+
+if __name__ == "__main__":
+    main()
