@@ -78,6 +78,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "top15-lr1e-3-lead": LEAD,
     "top15-lr1e-3-lead-grounded0.9": {**LEAD, "training.grounded_fraction": 0.9},
     "top15-lr1e-3-lead-related1.0": {**LEAD, "training.related_only_fraction": 1.0},
+    "top15-lr1e-3-lead-overlap0.5": {**LEAD, "training.max_source_overlap": 0.5},
     "top15-lr1e-3-grounded0.9": {**TOP15, "training.grounded_fraction": 0.9},
     "all-linear-r16-grounded0.9": {**ALL_LINEAR_R16, "training.learning_rate": 5e-4,
                                    "training.grounded_fraction": 0.9},
@@ -93,7 +94,7 @@ SWEEP_BASELINE: dict[str, Any] = {
     "training.lora_targets": "qv", "training.lora_top_layers": 30, "training.grounded_fraction": 0.6,
     "training.distractor_only_fraction": 0.2, "training.related_only_fraction": 0.5,
     "training.citation_style": "sentence", "training.learning_rate": 5e-4, "training.lora_r": 16,
-    "training.lora_alpha": 32,
+    "training.lora_alpha": 32, "training.max_source_overlap": 1.0,
 }
 
 

@@ -104,6 +104,9 @@ class TrainingConfig(_Strict):
     related_only_fraction: float = Field(0.5, ge=0.0, le=1.0)
     # Where grounded targets cite: "sentence" = after the first sentence, "lead" = "According to [n], ...".
     citation_style: Literal["sentence", "lead"] = "sentence"
+    # A source whose text holds more than this share of the target's words is never the cited one (it teaches
+    # copying; see medlora.training.encoding.Grounding). 1.0 = off.
+    max_source_overlap: float = Field(1.0, gt=0.0, le=1.0)
     top_k_sources: int = Field(3, ge=1, le=9)
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)

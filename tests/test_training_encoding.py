@@ -17,6 +17,7 @@ from medlora.training.encoding import (
     cite_in_answer,
     encode_record,
     grounded_rows,
+    source_overlap,
 )
 
 
@@ -109,6 +110,29 @@ def test_related_rows_hide_the_own_passage_and_cite_another_document_on_the_same
     assert [t for _, t, _ in sources].count("Harlequin ichthyosis") == 1  # the rest are distractors
     oracle = grounded_rows([own], Grounding(fraction=1.0, related_only=0.0, top_k=3), seed=0, index=index)
     assert any("Parents are carriers" in text for _, _, text in oracle[0][1])
+
+
+def test_sources_that_repeat_the_target_are_never_cited_under_the_overlap_limit():
+    own = _record("Is harlequin ichthyosis inherited?", "Harlequin ichthyosis is inherited in an autosomal "
+                  "recessive pattern. Parents are carriers.", "Harlequin ichthyosis")
+    twin = QARecord("Harlequin ichthyosis inheritance", "Harlequin ichthyosis is inherited in an autosomal recessive "
+                    "pattern. Parents are carriers of one copy.", "other-site", focus="Harlequin ichthyosis",
+                    url="https://example.org/other-site/harlequin")
+    annotation = QARecord("Harlequin ichthyosis genes", "Harlequin ichthyosis: ABCA12 variants; congenital onset "
+                          "with thick plate-like scales.", "hpo", focus="Harlequin ichthyosis",
+                          url="https://example.org/hpo/harlequin-ichthyosis")
+    others = [_record(f"Is {name} inherited?", f"{name} is inherited in an autosomal dominant pattern.", name)
+              for name in ("Lamellar ichthyosis", "Ichthyosis vulgaris", "Epidermolytic ichthyosis")]
+    assert source_overlap(own.answer, twin.answer) > 0.9 > 0.5 > source_overlap(own.answer, annotation.answer)
+    index = SourceIndex.build(sources_from_records([own, twin, annotation, *others], "medquad"))
+    for seed in range(6):
+        ((_, sources, target),) = grounded_rows(
+            [own], Grounding(fraction=1.0, related_only=0.0, top_k=3, max_source_overlap=0.5), seed=seed, index=index)
+        (cited,) = {int(n) for n in re.findall(r"\[(\d)\]", target)}
+        assert "ABCA12" in sources[cited - 1][2]  # neither its own page nor the near-copy on another site
+    alone = grounded_rows([own], Grounding(fraction=1.0, max_source_overlap=0.5), seed=0,
+                          index=SourceIndex.build(sources_from_records([own, twin, *others], "medquad")))
+    assert alone == [(own, [], own.answer)]  # nothing citable without copying: a closed-book row
 
 
 def test_cite_in_answer_places_the_marker_after_the_first_sentence():

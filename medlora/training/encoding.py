@@ -84,6 +84,19 @@ class Grounding:
     related_only: float = 0.0  # of the rest, the share shown another document on their disease, not their own
     top_k: int = 3
     citation_style: str = "sentence"  # where the target cites: see cite_in_answer
+    # A source to cite whose text already holds more than this share of the target's words is not used: the
+    # row would teach copying the source, which open-book use never rewards (the question's own page is never
+    # in the index there). 1.0 keeps every source; below 1.0 the record's own passage is never cited either.
+    max_source_overlap: float = 1.0
+
+
+_WORD = re.compile(r"[a-z0-9]{3,}")
+
+
+def source_overlap(answer: str, text: str) -> float:
+    """The share of ``answer``'s distinct words (3+ letters, case folded) that ``text`` contains."""
+    words = set(_WORD.findall(answer.lower()))
+    return len(words & set(_WORD.findall(text.lower()))) / len(words) if words else 0.0
 
 
 Row = tuple[QARecord, list[tuple[int, str, str]], str]
@@ -109,7 +122,9 @@ def grounded_rows(
       own page is not in the index;
     - *oracle*: the record's own passage among distractors, cited as ``[n]`` (the knowledge-base case).
 
-    Without an index, distractors are other records of the training set. The rest are closed-book rows.
+    With ``max_source_overlap`` below 1, a source that nearly repeats the target is never the one cited; a row
+    left with none becomes closed-book. Without an index, distractors are other records of the training set.
+    The rest are closed-book rows.
     """
     rng = random.Random(seed)
     rows: list[Row] = []
@@ -126,6 +141,13 @@ def grounded_rows(
         if kind < grounding.distractor_only or not (own or related):
             rows.append((record, _numbered(distractors[: grounding.top_k]), f"{NOT_COVERED} {record.answer}"))
             continue
+        if grounding.max_source_overlap < 1.0:
+            own, related = (
+                [s for s in found if source_overlap(record.answer, s.text) <= grounding.max_source_overlap]
+                for found in (own, related))
+            if not (own or related):
+                rows.append((record, [], record.answer))
+                continue
         use_related = bool(related) and (not own or rng.random() < grounding.related_only)
         cited = related[0] if use_related else own[0]
         shown = [*distractors[: grounding.top_k - 1], cited]

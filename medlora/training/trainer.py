@@ -69,7 +69,7 @@ def _precision_flags(configured: str = "auto") -> dict[str, Any]:
 
 def grounding_of(tcfg: Any) -> Grounding:
     return Grounding(tcfg.grounded_fraction, tcfg.distractor_only_fraction, tcfg.related_only_fraction,
-                     tcfg.top_k_sources, tcfg.citation_style)
+                     tcfg.top_k_sources, tcfg.citation_style, tcfg.max_source_overlap)
 
 
 def training_index(cfg: MedloraConfig, data_dir: str | Path) -> dict[str, Any]:
@@ -274,7 +274,7 @@ def save_adapter(
                 "max_train_samples": tcfg.max_train_samples, "grounded_fraction": tcfg.grounded_fraction,
                 "distractor_only_fraction": tcfg.distractor_only_fraction,
                 "related_only_fraction": tcfg.related_only_fraction, "top_k_sources": tcfg.top_k_sources,
-                "citation_style": tcfg.citation_style,
+                "citation_style": tcfg.citation_style, "max_source_overlap": tcfg.max_source_overlap,
                 "seed": tcfg.seed,
             },
             "training": _result_summary(result),
