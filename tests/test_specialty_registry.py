@@ -1,4 +1,4 @@
-"""The specialty registry (term lists + built-in sets + language variants) and routing over three specialties."""
+"""The specialty registry (one folder per specialty, language variants) and routing over three specialties."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from helpers import make_adapter
 
 from medlora.config import MedloraConfig
-from medlora.data.specialties import (
+from medlora.specialties import (
     Specialty,
     english_builtin_specialties,
     language_variants,
