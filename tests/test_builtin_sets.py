@@ -12,7 +12,7 @@ import pytest
 from medlora.config import load_config
 from medlora.data.prepare import builtin_dataset_path, load_manifest, load_split, prepare_dataset
 from medlora.data.sources.json_pairs import iter_json_pairs
-from medlora.data.specialties import builtin_set_metadata, builtin_sets
+from medlora.specialties import builtin_set_metadata, builtin_sets
 from medlora.evaluation.vignettes import build_vignettes
 
 
@@ -113,4 +113,4 @@ def test_prepare_french_variant_skips_english_corpora(tmp_path):
 def test_registry_lists_every_set_including_variants():
     sets = builtin_sets()
     assert {"dermatology", "cardiology", "radiology", "dermatology-fr"} <= set(sets)
-    assert sets["dermatology-fr"].name == "dermatology_qa.fr.jsonl"
+    assert sets["dermatology-fr"].parts[-2:] == ("dermatology-fr", "qa.jsonl")

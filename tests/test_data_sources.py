@@ -9,8 +9,8 @@ import pytest
 from medlora.data.records import QARecord, clean_text
 from medlora.data.sources import abstracts, medquad
 from medlora.data.sources.json_pairs import iter_json_pairs
-from medlora.data.specialties import Specialty
 from medlora.errors import DataFormatError
+from medlora.specialties import Specialty
 
 # ---- JSON / JSONL -----------------------------------------------------------------------------------
 

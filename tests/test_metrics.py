@@ -15,13 +15,13 @@ from medlora.evaluation.metrics.terminology import term_precision, term_recall
 from medlora.evaluation.resources import lora_parameter_bytes, percentile, time_generation, time_variants
 from medlora.evaluation.vignettes import build_vignettes, mentions_any, names_of, vignette_text
 from medlora.evaluation.vocabulary import (
-    HPO_SPECIALTY_ROOTS,
     Vocabulary,
     build_vocabulary,
     is_clinical_looking,
     load_vocabulary,
 )
 from medlora.retrieval import Source
+from medlora.specialties import specialties
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -94,7 +94,8 @@ def test_terminology_needs_a_vocabulary():
 
 def test_hpo_dermatology_vocabulary_and_cache(tmp_path):
     derm = build_vocabulary("dermatology", medquad_dir=None)
-    assert HPO_SPECIALTY_ROOTS["dermatology"] == "HP:0001574"
+    assert specialties()["dermatology"].hpo_root == "HP:0001574"
+    assert derm.counts["hpo HP:0001574"] > 1000  # the root in specialty.yaml is the subtree the vocabulary read
     for term in ("abnormality of the integument", "alopecia", "pruritus", "cafe au lait spot"):
         assert derm.terms.get(term) is True, term
     assert derm.terms.get("tachycardia") is False  # general HPO phenotype, not dermatology

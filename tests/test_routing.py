@@ -21,7 +21,7 @@ from medlora.service.routing import (
 
 needs_builtin = pytest.mark.skipif(
     not {"dermatology", "cardiology"} <= set(builtin_specialties()),
-    reason="the built-in dermatology and cardiology QA sets are not in medlora/data/builtin",
+    reason="the built-in dermatology and cardiology QA sets are not in medlora/specialties",
 )
 
 SKIN = ["What causes an itchy skin rash?", "How is psoriasis of the skin treated?", "Is this mole a melanoma?"]

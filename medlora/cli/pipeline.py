@@ -46,7 +46,7 @@ def prepare(
         "data.specialty": specialty, "data.sources": source or None, "data.max_records": max_records,
         "data.seed": seed, "data.skip_invalid": skip_invalid or None}))
     if language:
-        from medlora.data.specialties import SUPPORTED_LANGUAGES, variant_name
+        from medlora.specialties import SUPPORTED_LANGUAGES, variant_name
 
         if language not in SUPPORTED_LANGUAGES:
             console.print(f"[bold red]error:[/] --language {language}: use one of {', '.join(SUPPORTED_LANGUAGES)}")

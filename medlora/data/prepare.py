@@ -24,6 +24,7 @@ import random
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,10 @@ from medlora.data.records import QARecord, clean_answer, clean_text
 from medlora.data.sources import abstracts as abstracts_source
 from medlora.data.sources import medquad as medquad_source
 from medlora.data.sources.json_pairs import iter_json_pairs
-from medlora.data.specialties import DEFAULT_LANGUAGE, Specialty, builtin_set_metadata, builtin_sets
 from medlora.data.splits import split_by_group
 from medlora.errors import DataFormatError, MedloraError
 from medlora.fsutil import atomic_directory
+from medlora.specialties import DEFAULT_LANGUAGE, Specialty, builtin_set_metadata, builtin_sets
 
 SPLITS = ("train", "validation", "test")
 BUILTIN_LICENSE = "Apache-2.0 (medlora team-written)"
@@ -89,6 +90,15 @@ def _builtin_note(name: str) -> str:
     return "; ".join(parts)
 
 
+def _shipped_location(path: Path) -> str:
+    """A packaged file as reports and manifests name it (``medlora/specialties/dermatology/qa.jsonl``): relative
+    to the installed package, so the same on every machine; a file outside the package keeps its path."""
+    try:
+        return path.relative_to(Path(str(resources.files("medlora"))).parent).as_posix()
+    except ValueError:
+        return str(path)
+
+
 SOURCE_KINDS = ("builtin", "json", "medquad", "abstracts", "hub")
 
 
@@ -129,8 +139,7 @@ def _collect(
         path = builtin_dataset_path(specialty.name)
         records = list(iter_json_pairs(path, source=f"builtin/{specialty.name}", license=BUILTIN_LICENSE,
                                        errors=errors))
-        src = SourceReport(spec, f"medlora/data/builtin/{path.name}", BUILTIN_LICENSE,
-                           note=_builtin_note(specialty.name))
+        src = SourceReport(spec, _shipped_location(path), BUILTIN_LICENSE, note=_builtin_note(specialty.name))
         language = builtin_set_metadata(specialty.name).get("language", specialty.language)
         for record in records:  # the language-match metric reads it instead of guessing from the question
             record.metadata.setdefault("language", language)

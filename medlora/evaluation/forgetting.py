@@ -17,7 +17,6 @@ from typing import Any
 
 from rich.progress import Progress
 
-from medlora.data.specialties import english_builtin_specialties
 from medlora.config import MedloraConfig
 from medlora.data.records import QARecord
 from medlora.data.sources.abstracts import iter_abstracts
@@ -31,6 +30,7 @@ from medlora.evaluation.runs import VariantRun, run_variant, samples_of
 from medlora.models.loading import LoadedModel
 from medlora.models.prompts import build_prompt
 from medlora.retrieval import SourceIndex
+from medlora.specialties import english_builtin_specialties
 
 OPTIONS = ["Yes", "No"]
 ABSTRACT_CHARS = 700

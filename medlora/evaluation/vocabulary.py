@@ -2,10 +2,11 @@
 
 Two term sets, one matcher:
 
-- **specialty terms** (terminology recall): the Human Phenotype Ontology subtree of the specialty
-  (dermatology: *Abnormality of the integument*, HP:0001574; cardiology: *Abnormality of the cardiovascular
-  system*, HP:0001626) with all synonyms, the MedQuAD foci and synonyms of the specialty's documents, and the
-  curated lexicon ``medlora/data/lexicons/<specialty>_lexicon.txt``;
+- **specialty terms** (terminology recall): the Human Phenotype Ontology subtree of the specialty's
+  ``hpo_root`` (``medlora/specialties/<specialty>/specialty.yaml``; dermatology: *Abnormality of the
+  integument*, HP:0001574; cardiology: *Abnormality of the cardiovascular system*, HP:0001626) with all
+  synonyms, the MedQuAD foci and synonyms of the specialty's documents, and the curated lexicon
+  ``medlora/specialties/<specialty>/lexicon.txt``;
 - **general terms** (terminology precision: "is this a real term?"): the specialty terms plus every
   phenotype of HPO (*Phenotypic abnormality*, HP:0000118) and every MedQuAD focus and synonym.
 
@@ -30,19 +31,15 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 from medlora.data.sources.hpo import PHENOTYPE_ROOT, hpo_data_dir, hpo_subtree, hpo_terms
+from medlora.specialties import Specialty, read_term_file, specialties
 
 log = logging.getLogger(__name__)
 
 VOCABULARY_VERSION = 1
 HPO_PHENOTYPE_ROOT = PHENOTYPE_ROOT  # Phenotypic abnormality
-HPO_SPECIALTY_ROOTS = {
-    "dermatology": "HP:0001574",  # Abnormality of the integument
-    "cardiology": "HP:0001626",  # Abnormality of the cardiovascular system
-}
 MIN_SINGLE_WORD_CHARS = 4
 
 _WORD = re.compile(r"[^\W_]+")
@@ -206,14 +203,14 @@ def hpo_subtree_names(terms: dict[str, dict], root: str) -> list[str]:
 
 
 def lexicon_path(specialty: str) -> Path | None:
-    path = resources.files("medlora.data") / "lexicons" / f"{specialty}_lexicon.txt"
-    return Path(str(path)) if path.is_file() else None
+    """The curated lexicon in the specialty's folder, when it has one."""
+    entry = specialties().get(specialty)
+    return entry.lexicon if entry is not None else None
 
 
 def _medquad_names(medquad_dir: Path, specialty: str) -> tuple[list[str], list[str]]:
     """(specialty foci+synonyms, all foci+synonyms) from MedQuAD; the specialty filter is the one prepare uses."""
     from medlora.data.sources import medquad as medquad_source
-    from medlora.data.specialties import Specialty
     from medlora.errors import MedloraError
 
     try:
@@ -241,8 +238,6 @@ def _fingerprint(specialty: str, medquad_dir: Path | None, lexicon: Path | None)
     if lexicon is not None:
         digest.update(lexicon.read_bytes())
     try:
-        from medlora.data.specialties import Specialty
-
         digest.update("\n".join(Specialty.load(specialty).terms).encode())
     except Exception:  # noqa: BLE001 - an unknown specialty simply has no filter
         digest.update(b"no-specialty-terms")
@@ -251,8 +246,6 @@ def _fingerprint(specialty: str, medquad_dir: Path | None, lexicon: Path | None)
 
 def build_vocabulary(specialty: str, medquad_dir: Path | None = None, include_hpo: bool = True) -> Vocabulary:
     """Build (no cache) the vocabulary of ``specialty`` from HPO, MedQuAD (when given) and its lexicon."""
-    from medlora.data.specialties import read_term_file
-
     specialty_names: list[str] = []
     general_names: list[str] = []
     counts: dict[str, int] = {}
@@ -260,7 +253,9 @@ def build_vocabulary(specialty: str, medquad_dir: Path | None = None, include_hp
     if include_hpo:
         terms = hpo_terms()
         general_names += hpo_subtree_names(terms, HPO_PHENOTYPE_ROOT)
-        root = HPO_SPECIALTY_ROOTS.get(specialty)
+        # None for a language variant (HPO names are English) or a specialty HPO has no subtree for.
+        entry = specialties().get(specialty)
+        root = entry.hpo_root if entry is not None else None
         if root:
             names = hpo_subtree_names(terms, root)
             specialty_names += names
@@ -282,7 +277,7 @@ def build_vocabulary(specialty: str, medquad_dir: Path | None = None, include_hp
         specialty_names += lexicon_terms
         counts["curated lexicon"] = len(lexicon_terms)
     else:
-        notes.append(f"no curated lexicon for '{specialty}' (medlora/data/lexicons/{specialty}_lexicon.txt)")
+        notes.append(f"no curated lexicon for '{specialty}' (medlora/specialties/{specialty}/lexicon.txt)")
     vocabulary = Vocabulary.from_terms(specialty_names, general_names, name=specialty)
     vocabulary.counts = {**counts, "specialty terms (normalised, unique)": vocabulary.specialty_size,
                          "all terms (normalised, unique)": len(vocabulary)}

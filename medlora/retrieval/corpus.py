@@ -22,11 +22,11 @@ from medlora.data.sources import abstracts as abstracts_source
 from medlora.data.sources import hpo as hpo_source
 from medlora.data.sources import medquad as medquad_source
 from medlora.data.sources.json_pairs import iter_json_pairs
-from medlora.data.specialties import builtin_sets as registered_sets
-from medlora.data.specialties import english_builtin_specialties
 from medlora.models.embedded import default_cache_dir
 from medlora.retrieval.index import INDEX_FORMAT, Source, SourceFilter, SourceIndex
 from medlora.retrieval.relevance import family_keys
+from medlora.specialties import builtin_sets as registered_sets
+from medlora.specialties import english_builtin_specialties
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +150,8 @@ def collect_default_documents(medquad_dir: Path | None, abstracts_csv: Path | No
 
 def _fingerprint(paths: Sequence[Path]) -> str:
     digest = hashlib.sha256(f"format-{INDEX_FORMAT}".encode())
+    # Every built-in set is called qa.jsonl: the specialty names tell them apart.
+    digest.update(",".join(name for name, _ in builtin_sets()).encode())
     builtin = [path for _, path in builtin_sets()]
     for path in [*paths, *builtin]:
         files = sorted(path.rglob("*")) if path.is_dir() else [path]

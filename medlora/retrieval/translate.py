@@ -3,7 +3,7 @@
 The index holds MedQuAD, the abstracts and the English built-in sets, tokenised for English: a French question
 ("Diagnostic d'une lésion pigmentée asymétrique ?") shares almost no token with them, and BM25 then returns
 whatever matches "diagnostic". Instead of a translation model, a term map does the job for retrieval: a
-curated list of clinical terms (``medlora/data/lexicons/fr_en_terms.tsv``) plus the condition names of the
+curated list of clinical terms (``fr_en_terms.tsv`` beside this module) plus the condition names of the
 team-written French sets, each of which records its English ``focus_en``. The expanded query is the question
 followed by the English terms of every French term found in it; only French questions are expanded.
 """
@@ -59,9 +59,9 @@ def read_term_map(lines: Iterable[str]) -> dict[tuple[str, ...], str]:
 def default_term_map() -> dict[tuple[str, ...], str]:
     """The curated term list plus (focus → focus_en) of every non-English built-in set."""
     from medlora.data.sources.json_pairs import iter_json_pairs
-    from medlora.data.specialties import DEFAULT_LANGUAGE, builtin_sets, split_variant
+    from medlora.specialties import DEFAULT_LANGUAGE, builtin_sets, split_variant
 
-    path = resources.files("medlora.data") / "lexicons" / _TERMS_FILE
+    path = resources.files("medlora.retrieval") / _TERMS_FILE
     mapping = read_term_map(path.read_text(encoding="utf-8").splitlines()) if path.is_file() else {}
     for name, set_path in builtin_sets().items():
         if split_variant(name)[1] == DEFAULT_LANGUAGE:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from medlora.data.locations import downloaded_abstracts_csv
 from medlora.data.records import QARecord, clean_text
-from medlora.data.specialties import Specialty
 from medlora.errors import DataFormatError
+from medlora.specialties import Specialty
 
 LICENSE = "CC BY-SA 3.0"
 ATTRIBUTION = (
