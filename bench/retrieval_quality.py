@@ -29,7 +29,7 @@ from typing import Any
 
 from medlora.config import load_config
 from medlora.data.prepare import load_split, prepare_dataset
-from medlora.data.specialties import english_builtin_specialties
+from medlora.specialties import english_builtin_specialties
 from medlora.retrieval import SourceIndex, configured_index, held_out_documents
 from medlora.retrieval.relevance import about_condition
 
