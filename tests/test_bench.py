@@ -64,3 +64,39 @@ def test_doc_block_is_replaced_and_the_prose_kept(bench_modules, tmp_path):
     bench_modules.update_doc("| table 2 |\n", doc)
     text = doc.read_text()
     assert "Hand-written intro." in text and "| table 2 |" in text and "| table 1 |" not in text
+
+
+def test_retrieval_bench_masks_the_split_and_counts_sources_about_the_condition(tmp_path):
+    """bench/retrieval_quality.py: with the validation documents masked, only *another* document on the same
+    condition can count, and when one exists it is found first."""
+    import retrieval_quality
+    from helpers import pipeline_config
+
+    from medlora.data.prepare import load_split
+    from medlora.data.records import QARecord
+    from medlora.retrieval import SourceIndex, sources_from_records
+
+    names = ["psoriasis", "eczema", "vitiligo", "scabies", "impetigo", "rosacea", "melasma", "urticaria", "lichen",
+             "morphea", "pemphigus", "erysipelas", "cellulitis", "tinea", "alopecia", "acne", "warts", "lipoma",
+             "keloid", "intertrigo"]
+    pairs = [{"input": question.format(name), "focus": name.title(),
+              "output": f"{name.title()} {answer} The clinic leaflet on {name} says more."}
+             for name in names for question, answer in (("How is {} treated?", "is treated by a dermatologist."),
+                                                          ("What causes {}?", "has several known causes."))]
+    qa_jsonl = tmp_path / "pairs.jsonl"
+    qa_jsonl.write_text("\n".join(json.dumps(p) for p in pairs) + "\n", encoding="utf-8")
+    data_dir = tmp_path / "prepared"
+    prepare_dataset(pipeline_config("unused-model", qa_jsonl, tmp_path).data, output_dir=data_dir)
+    records = [r for split in ("train", "validation", "test") for r in load_split(data_dir, split)]
+    validation = load_split(data_dir, "validation")
+    assert validation
+    alone = SourceIndex.build(sources_from_records(records, "medquad"))
+    result = retrieval_quality.measure(alone, data_dir, 0.5)
+    assert result["questions"] == len(validation)
+    assert result["hit@3"]["mean"] == 0.0  # its own pages are masked and no other document is about it
+
+    twins = [QARecord(r.question, r.answer, "other-site", focus=r.focus, url=f"https://example.org/twin/{i}")
+             for i, r in enumerate(validation)]
+    with_twins = SourceIndex.build(sources_from_records([*records, *twins], "medquad"))
+    for weight in (0.0, 0.5):
+        assert retrieval_quality.measure(with_twins, data_dir, weight)["relevant@1"]["mean"] == 1.0
