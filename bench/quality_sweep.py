@@ -79,6 +79,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "top15-lr1e-3-lead-grounded0.9": {**LEAD, "training.grounded_fraction": 0.9},
     "top15-lr1e-3-lead-related1.0": {**LEAD, "training.related_only_fraction": 1.0},
     "top15-lr1e-3-lead-overlap0.5": {**LEAD, "training.max_source_overlap": 0.5},
+    "top15-lr1e-3-lead-overlap0.5-grounded0.9": {**LEAD, "training.max_source_overlap": 0.5,
+                                                 "training.grounded_fraction": 0.9},
     "top15-lr1e-3-grounded0.9": {**TOP15, "training.grounded_fraction": 0.9},
     "all-linear-r16-grounded0.9": {**ALL_LINEAR_R16, "training.learning_rate": 5e-4,
                                    "training.grounded_fraction": 0.9},
