@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from medlora.errors import MedloraError
 from medlora.evaluation.bootstrap import Delta
@@ -20,6 +21,9 @@ from medlora.evaluation.metrics import get_metric
 class GateResult:
     passed: bool
     failures: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passed": self.passed, "failures": self.failures}
 
 
 def _higher_is_better(metric: str) -> bool:

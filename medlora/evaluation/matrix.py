@@ -51,7 +51,7 @@ class MatrixReport:
             "notes": self.notes,
         }
         if self.gate is not None:
-            data["gate"] = {"passed": self.gate.passed, "failures": self.gate.failures}
+            data["gate"] = self.gate.to_json()
         return data
 
 

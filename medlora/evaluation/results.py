@@ -65,7 +65,7 @@ class EvaluationReport:
             "note_cases": self.note_cases,
         }
         if self.gate is not None:
-            data["gate"] = {"passed": self.gate.passed, "failures": self.gate.failures}
+            data["gate"] = self.gate.to_json()
         return data
 
 

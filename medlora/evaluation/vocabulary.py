@@ -39,7 +39,6 @@ from medlora.specialties import Specialty, read_term_file, specialties
 log = logging.getLogger(__name__)
 
 VOCABULARY_VERSION = 1
-HPO_PHENOTYPE_ROOT = PHENOTYPE_ROOT  # Phenotypic abnormality
 MIN_SINGLE_WORD_CHARS = 4
 
 _WORD = re.compile(r"[^\W_]+")
@@ -252,7 +251,7 @@ def build_vocabulary(specialty: str, medquad_dir: Path | None = None, include_hp
     notes: list[str] = []
     if include_hpo:
         terms = hpo_terms()
-        general_names += hpo_subtree_names(terms, HPO_PHENOTYPE_ROOT)
+        general_names += hpo_subtree_names(terms, PHENOTYPE_ROOT)
         # None for a language variant (HPO names are English) or a specialty HPO has no subtree for.
         entry = specialties().get(specialty)
         root = entry.hpo_root if entry is not None else None
@@ -262,7 +261,7 @@ def build_vocabulary(specialty: str, medquad_dir: Path | None = None, include_hp
             counts[f"hpo {root}"] = len(names)
         else:
             notes.append(f"no HPO subtree is defined for '{specialty}': the specialty set has no HPO terms")
-        counts[f"hpo {HPO_PHENOTYPE_ROOT} (general)"] = len(general_names)
+        counts[f"hpo {PHENOTYPE_ROOT} (general)"] = len(general_names)
     if medquad_dir is not None and medquad_dir.is_dir():
         in_specialty, everything = _medquad_names(medquad_dir, specialty)
         specialty_names += in_specialty

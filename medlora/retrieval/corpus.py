@@ -150,9 +150,10 @@ def collect_default_documents(medquad_dir: Path | None, abstracts_csv: Path | No
 
 def _fingerprint(paths: Sequence[Path]) -> str:
     digest = hashlib.sha256(f"format-{INDEX_FORMAT}".encode())
+    sets = builtin_sets()
     # Every built-in set is called qa.jsonl: the specialty names tell them apart.
-    digest.update(",".join(name for name, _ in builtin_sets()).encode())
-    builtin = [path for _, path in builtin_sets()]
+    digest.update(",".join(name for name, _ in sets).encode())
+    builtin = [path for _, path in sets]
     for path in [*paths, *builtin]:
         files = sorted(path.rglob("*")) if path.is_dir() else [path]
         digest.update(str(path.name).encode())

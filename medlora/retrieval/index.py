@@ -123,14 +123,17 @@ class SourceIndex:
         return cls(sources=sources, retriever=retriever)
 
 
-def title_coverage(title: str, query_words: set[str]) -> float:
-    """The share of ``title``'s words (BM25's tokens, stopwords out) that ``query_words`` contains."""
-    words = set(bm25s.tokenize([title], stopwords="en", return_ids=False, show_progress=False)[0])
-    return len(words & query_words) / len(words) if words else 0.0
+def title_coverage(title_words: set[str], query_words: set[str]) -> float:
+    """The share of a title's words that ``query_words`` contains (0 for a title with no words)."""
+    return len(title_words & query_words) / len(title_words) if title_words else 0.0
 
 
 def rerank_by_title(hits: Sequence[Retrieved], query_words: set[str], weight: float) -> list[Retrieved]:
-    """``hits`` rescored by ``score * (1 + weight * title coverage)``, best first; ties keep BM25's order."""
-    rescored = [Retrieved(h.source, h.score * (1.0 + weight * title_coverage(h.source.title, query_words)))
-                for h in hits]
+    """``hits`` rescored by ``score * (1 + weight * title coverage)``, best first; ties keep BM25's order.
+
+    Titles are tokenised as BM25 tokenises (stopwords out), all in one call.
+    """
+    titles = bm25s.tokenize([h.source.title for h in hits], stopwords="en", return_ids=False, show_progress=False)
+    rescored = [Retrieved(h.source, h.score * (1.0 + weight * title_coverage(set(words), query_words)))
+                for h, words in zip(hits, titles, strict=True)]
     return sorted(rescored, key=lambda h: -h.score)
