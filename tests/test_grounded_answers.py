@@ -15,7 +15,7 @@ from medlora.evaluation.bootstrap import paired_bootstrap
 from medlora.evaluation.metrics import EvalSample, get_metric
 from medlora.evaluation.metrics.facts import inheritance_correct, inheritance_patterns
 from medlora.evaluation.metrics.loops import is_looping
-from medlora.models.generation import CitationRange, LoopStop, repeats_tail
+from medlora.models.generation import CitationRange, CopyLimit, LoopStop, prompt_rows, repeats_tail
 
 HPO_ANSWER = (
     "What are the signs and symptoms of Harlequin ichthyosis? The Human Phenotype Ontology provides the following "
@@ -81,6 +81,61 @@ def test_citation_range_only_allows_the_numbered_sources(tiny_tokenizer):
     closed = tiny_tokenizer("cancer [1] and", add_special_tokens=False)["input_ids"]
     untouched = processor(torch.tensor([closed]), torch.zeros(1, vocab))
     assert torch.all(untouched == 0)
+
+
+def test_copy_limit_bans_only_the_token_that_would_extend_a_copy_past_the_limit():
+    prompt = [5, 6, 7, 8, 9, 2]  # 2 = EOS, never banned
+    limit = CopyLimit([prompt, [40, 41]], prompt_length=2, limit=3, never_banned=[2])
+    vocab = 50
+    # Row 0 has copied 5 6 7 (three tokens): 8 would make four. Row 1's prompt holds no such run.
+    batch = torch.tensor([[0, 1, 5, 6, 7], [0, 1, 5, 6, 7]])
+    scores = limit(batch, torch.zeros(2, vocab))
+    assert [i for i in range(vocab) if scores[0, i] == float("-inf")] == [8]
+    assert torch.all(scores[1] == 0)
+    # Two copied tokens are under the limit; 7 8 9 then EOS: EOS stays allowed.
+    assert torch.all(limit(torch.tensor([[0, 1, 5, 6]]), torch.zeros(1, vocab)) == 0)
+    assert torch.all(limit(torch.tensor([[0, 1, 7, 8, 9]]), torch.zeros(1, vocab)) == 0)
+    with pytest.raises(ValueError, match="at least 1"):
+        CopyLimit([prompt], prompt_length=0, limit=0)
+
+
+def test_prompt_rows_drop_left_padding():
+    ids = torch.tensor([[0, 0, 7, 8], [5, 6, 7, 8]])
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    assert prompt_rows(ids, mask) == [[7, 8], [5, 6, 7, 8]]
+
+
+def test_generation_never_repeats_a_long_run_of_its_prompt(tiny_tokenizer, tiny_llama_dir):
+    from transformers import AutoModelForCausalLM, LogitsProcessor
+
+    from medlora.models.generation import decoding_kwargs
+
+    class CopyEverything(LogitsProcessor):
+        """Makes the model want to recite its prompt from the start, the failure the limit exists for."""
+
+        def __call__(self, input_ids, scores):
+            scores = torch.zeros_like(scores)
+            step = input_ids.shape[1] - len(prompt)
+            scores[0, prompt[step % len(prompt)]] = 10.0
+            return scores
+
+    def longest_copy(answer: list[int]) -> int:
+        return max((n for n in range(1, len(answer) + 1) for i in range(len(answer) - n + 1)
+                    if any(prompt[j:j + n] == answer[i:i + n] for j in range(len(prompt) - n + 1))), default=0)
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    prompt = tiny_tokenizer("pemphigus vulgaris is an autoimmune blistering disease of skin and mucosa",
+                            add_special_tokens=False)["input_ids"]
+    answers = {}
+    for limit in (None, 3):
+        kwargs = decoding_kwargs(tiny_tokenizer, len(prompt), 12, prompts=[prompt], copy_limit=limit)
+        kwargs["logits_processor"].insert(0, CopyEverything())
+        with torch.inference_mode():
+            out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                                 **kwargs)
+        answers[limit] = out[0, len(prompt):].tolist()
+    assert longest_copy(answers[None]) == 12  # without the limit: the prompt recited
+    assert longest_copy(answers[3]) == 3 and len(answers[3]) == 12  # with it: never more than 3 in a row
 
 
 def test_typed_special_tokens_cannot_open_a_fake_turn(tiny_tokenizer, tiny_llama_dir):

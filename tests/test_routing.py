@@ -20,8 +20,8 @@ from medlora.service.routing import (
 )
 
 needs_builtin = pytest.mark.skipif(
-    not {"dermatology", "cardiology"} <= set(builtin_specialties()),
-    reason="the built-in dermatology and cardiology QA sets are not in medlora/specialties",
+    not {"dermatology", "cardiology", "radiology"} <= set(builtin_specialties()),
+    reason="the built-in dermatology, cardiology and radiology QA sets are not in medlora/specialties",
 )
 
 SKIN = ["What causes an itchy skin rash?", "How is psoriasis of the skin treated?", "Is this mole a melanoma?"]
@@ -86,6 +86,7 @@ def test_service_auto_trains_its_router_from_the_loaded_adapters(tiny_llama_dir,
     adapters = tmp_path / "models"
     make_adapter(tiny_llama_dir, adapters / "lora-dermatology-adapter", "dermatology", seed=1)
     make_adapter(tiny_llama_dir, adapters / "lora-cardiology-adapter", "cardiology", seed=2)
+    make_adapter(tiny_llama_dir, adapters / "lora-radiology-adapter", "radiology", seed=3)
     cfg = MedloraConfig().with_overrides({
         "models.llm.name": str(tiny_llama_dir), "models.llm.adapters_dir": str(adapters),
         "service.retrieval": False, "service.max_new_tokens": 4,
@@ -95,8 +96,9 @@ def test_service_auto_trains_its_router_from_the_loaded_adapters(tiny_llama_dir,
     service.load_model()
     answers = service.answer_batch(
         ["How is acne vulgaris with comedones and pustules treated?",
-         "What does an ECG show in an ST-elevation myocardial infarction?"], ["auto", "auto"])
-    assert [a.adapter for a in answers] == ["dermatology", "cardiology"]
+         "What does an ECG show in an ST-elevation myocardial infarction?",
+         "Can a patient with an eGFR of 25 receive gadolinium contrast for an MRI?"], ["auto", "auto", "auto"])
+    assert [a.adapter for a in answers] == ["dermatology", "cardiology", "radiology"]
     assert all(a.route is not None and a.route.probability >= 0.6 for a in answers)
 
     service.unload_adapter("cardiology")  # the router is retrained: cardiology questions now go to base

@@ -18,7 +18,7 @@ from medlora.evaluation.bootstrap import Delta, paired_bootstrap
 from medlora.evaluation.context import MODE_LABELS, EvaluationContext
 from medlora.evaluation.likelihood import choose, score_options
 from medlora.evaluation.metrics import EvalSample, get_metric
-from medlora.models.generation import Generation, generate_answers
+from medlora.models.generation import MAX_COPIED_TOKENS, Generation, generate_answers
 from medlora.models.loading import LoadedModel
 from medlora.models.prompts import build_prompt
 
@@ -35,8 +35,10 @@ def numbered(sources: Sequence[Any]) -> list[tuple[int, str, str]]:
 
 
 def run_variant(model: Any, loaded: LoadedModel, ctx: EvaluationContext, *, max_new_tokens: int,
-                vignette_max_new_tokens: int, batch_size: int, progress: Progress, label: str) -> VariantRun:
-    """Answer every question in every mode, and every vignette, with ``model``."""
+                vignette_max_new_tokens: int, batch_size: int, progress: Progress, label: str,
+                copy_limit: int | None = MAX_COPIED_TOKENS) -> VariantRun:
+    """Answer every question in every mode, and every vignette, with ``model`` (``copy_limit``: see
+    :class:`medlora.models.generation.CopyLimit`; the default is the product's decoding)."""
     tok, spec = loaded.tokenizer, loaded.spec
     run = VariantRun(answers={})
     for mode, sources in ctx.modes.items():
@@ -44,13 +46,14 @@ def run_variant(model: Any, loaded: LoadedModel, ctx: EvaluationContext, *, max_
         limits = [len(s) for s in sources] if mode != "closed" else None
         task = progress.add_task(f"{label}: {MODE_LABELS[mode]}", total=len(prompts))
         run.answers[mode] = generate_answers(model, tok, spec, prompts, max_new_tokens=max_new_tokens,
-                                             batch_size=batch_size, citations=limits,
+                                             batch_size=batch_size, citations=limits, copy_limit=copy_limit,
                                              on_batch=partial(progress.advance, task))
     if ctx.vignettes:
         prompts = [build_prompt(tok, spec, v.question) for v in ctx.vignettes]
         task = progress.add_task(f"{label}: vignettes", total=2 * len(prompts))
         run.vignettes = generate_answers(model, tok, spec, prompts, max_new_tokens=vignette_max_new_tokens,
-                                         batch_size=batch_size, on_batch=lambda n: progress.advance(task, n))
+                                         batch_size=batch_size, copy_limit=copy_limit,
+                                         on_batch=lambda n: progress.advance(task, n))
         for prompt, vignette in zip(prompts, ctx.vignettes, strict=True):
             run.choices.append(choose(score_options(model, tok, spec, prompt, vignette.options))
                                if vignette.options else None)

@@ -1,4 +1,4 @@
-"""The one generation path: batched greedy decoding with a loop stop and in-range citations.
+"""The one generation path: batched greedy decoding with a loop stop, in-range citations and a copy limit.
 
 Evaluation, the bot and the benchmarks all decode through :func:`decoding_kwargs`, so every figure describes
 the answers users get. Two guards run inside ``generate``:
@@ -8,6 +8,11 @@ the answers users get. Two guards run inside ``generate``:
   as soon as its last ``loop_ngram`` tokens already occurred in its answer, and that repeated tail is cut.
 - **Citations in range.** With ``k`` numbered sources in the prompt, a ``[`` may only be followed by a digit
   1..k, and never by a second digit: the raw output cannot cite a source it was not shown.
+- **Copy limit.** Shown sources, a small model copies the first one verbatim — its title, its definition —
+  whether or not it answers the question, and restates the question itself when it has nothing to say. No
+  answer may repeat more than ``MAX_COPIED_TOKENS`` consecutive tokens of its prompt: terms, names and short
+  facts ("autosomal recessive") still pass, a copied sentence does not. The limit was chosen on the
+  validation split (bench/decoding_sweep.py, docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from medlora.models.prompts import prompt_uses_special_tokens
 
 GREEDY_DECODING = {"do_sample": False, "num_beams": 1}
 LOOP_NGRAM = 12  # tokens; about two clinical phrases: a repeat this long is a loop, not a repeated term
+MAX_COPIED_TOKENS: int | None = None  # longest verbatim copy of the prompt an answer may hold; None = no limit
 
 
 @dataclass
@@ -113,6 +119,47 @@ class CitationRange(LogitsProcessor):
         return scores
 
 
+class CopyLimit(LogitsProcessor):
+    """Bans the token that would make an answer repeat more than ``limit`` consecutive tokens of its prompt.
+
+    ``prompts`` are the rows' prompt ids without padding. Every ``limit + 1``-gram of a prompt is indexed by
+    its first ``limit`` tokens; at each step the row's last ``limit`` generated tokens look up the next tokens
+    that would complete a longer copy. EOS is never banned, so a row can always end.
+    """
+
+    def __init__(self, prompts: Sequence[Sequence[int]], prompt_length: int, limit: int,
+                 never_banned: Sequence[int] = ()) -> None:
+        if limit < 1:
+            raise ValueError(f"copy limit must be at least 1 token, got {limit}")
+        self.limit = limit
+        self.prompt_length = prompt_length
+        self.never_banned = set(never_banned)
+        self.continuations: list[dict[tuple[int, ...], set[int]]] = []
+        for ids in prompts:
+            table: dict[tuple[int, ...], set[int]] = {}
+            for start in range(len(ids) - limit):
+                table.setdefault(tuple(ids[start : start + limit]), set()).add(ids[start + limit])
+            self.continuations.append(table)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_length :]
+        if generated.shape[1] < self.limit:
+            return scores
+        for row, tail in enumerate(generated[:, -self.limit :].tolist()):
+            banned = self.continuations[row].get(tuple(tail), set()) - self.never_banned
+            if banned:
+                scores[row, list(banned)] = float("-inf")
+        return scores
+
+
+def prompt_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[list[int]]:
+    """Each row's prompt ids with the padding (left or right) removed."""
+    if attention_mask is None:
+        return cast(list[list[int]], input_ids.tolist())
+    return [[t for t, keep in zip(ids, mask, strict=True) if keep]
+            for ids, mask in zip(input_ids.tolist(), attention_mask.tolist(), strict=True)]
+
+
 def decoding_kwargs(
     tokenizer: PreTrainedTokenizerBase,
     prompt_length: int,
@@ -121,11 +168,14 @@ def decoding_kwargs(
     citations: int | Sequence[int] | None = None,
     extra_stops: Sequence[StoppingCriteria] = (),
     fixed_length: bool = False,
+    prompts: Sequence[Sequence[int]] | None = None,
+    copy_limit: int | None = MAX_COPIED_TOKENS,
 ) -> dict[str, object]:
-    """Keyword arguments for ``model.generate``: greedy, loop stop, and (with sources) the citation range.
+    """Keyword arguments for ``model.generate``: greedy, loop stop, the citation range and the copy limit.
 
     ``prompt_length`` is the prompt's length in tokens for a decoder-only model and 0 for an encoder-decoder;
-    ``citations`` is the number of numbered sources per row (one int for all rows, or one per row).
+    ``citations`` is the number of numbered sources per row (one int for all rows, or one per row);
+    ``prompts``, each row's unpadded prompt ids, turn on ``copy_limit`` (see :class:`CopyLimit`).
     ``fixed_length``: exactly ``max_new_tokens`` tokens, no loop stop — for latency timing, where every
     variant must produce the same amount of work.
     """
@@ -136,6 +186,9 @@ def decoding_kwargs(
     processors = LogitsProcessorList()
     if citations is not None:
         processors.append(CitationRange(tokenizer, prompt_length, citations))
+    if copy_limit is not None and prompts is not None:
+        specials = [t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if isinstance(t, int)]
+        processors.append(CopyLimit(prompts, prompt_length, copy_limit, never_banned=specials))
     return {
         **GREEDY_DECODING,
         "max_new_tokens": max_new_tokens,
@@ -176,6 +229,7 @@ def generate_batch(
     max_new_tokens: int,
     adapter_names: Sequence[str] | None = None,
     citations: int | Sequence[int] | None = None,
+    copy_limit: int | None = MAX_COPIED_TOKENS,
 ) -> list[Generation]:
     """Greedy-decode one batch of already-formatted prompts."""
     tokenizer.padding_side = "right" if spec.is_encoder_decoder else "left"  # decoder-only must pad left
@@ -183,7 +237,8 @@ def generate_batch(
     inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=add_special)
     inputs = inputs.to(next(model.parameters()).device)
     prompt_length = 0 if spec.is_encoder_decoder else inputs["input_ids"].shape[1]
-    kwargs = decoding_kwargs(tokenizer, prompt_length, max_new_tokens, citations=citations)
+    kwargs = decoding_kwargs(tokenizer, prompt_length, max_new_tokens, citations=citations, copy_limit=copy_limit,
+                             prompts=prompt_rows(inputs["input_ids"], inputs.get("attention_mask")))
     if adapter_names is not None:
         kwargs["adapter_names"] = list(adapter_names)
     started = time.perf_counter()
@@ -209,6 +264,7 @@ def generate_answers(
     batch_size: int,
     citations: Sequence[int] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    copy_limit: int | None = MAX_COPIED_TOKENS,
 ) -> list[Generation]:
     """Generate for many prompts, ``batch_size`` at a time; ``citations[i]`` = sources shown to prompt i.
 
@@ -221,7 +277,7 @@ def generate_answers(
         chunk = order[start : start + batch_size]
         limits = [citations[i] for i in chunk] if citations is not None else None
         generated = generate_batch(model, tokenizer, spec, [prompts[i] for i in chunk],
-                                   max_new_tokens=max_new_tokens, citations=limits)
+                                   max_new_tokens=max_new_tokens, citations=limits, copy_limit=copy_limit)
         results.update(zip(chunk, generated, strict=True))
         if on_batch:
             on_batch(len(chunk))

@@ -81,7 +81,8 @@ class AnswerStream:
                     prompt_len = 0 if loaded.spec.is_encoder_decoder else inputs["input_ids"].shape[1]
                     decoding = decoding_kwargs(tokenizer, prompt_len, self._max_new_tokens,
                                                citations=len(self.sources) if self.sources else None,
-                                               extra_stops=[_Cancelled(self._cancel)])
+                                               extra_stops=[_Cancelled(self._cancel)],
+                                               prompts=inputs["input_ids"].tolist())
                     with torch.inference_mode():
                         output = model.generate(**inputs, **decoding, streamer=streamer, **kwargs)
                     counts["generation_s"] = time.perf_counter() - began
