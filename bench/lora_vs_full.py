@@ -7,6 +7,8 @@ its own:
 
 - trained parameters, wall time of the training steps, peak RSS / VRAM;
 - validation loss before and after (the same held-out built-in questions for both modes);
+- closed-book answers to those held-out questions, from the base and from each trained model: BLEU, ROUGE-L
+  and terminology recall, with paired-bootstrap intervals (LoRA − base, full − base, full − LoRA);
 - saved size: the LoRA adapter (``save_pretrained`` of the PEFT model) vs the full model (safetensors);
 - "several specialties from one base": 3 adapters + 1 base vs 3 full models, from the measured sizes.
 
@@ -75,15 +77,35 @@ def _val_loss(model, rows: list[dict], pad_id: int) -> float:
     return sum(losses) / len(losses)
 
 
-def run_mode(mode: str, steps: int, max_length: int, batch: int, seed: int, out: Path, base: str = BASE) -> dict:
+def _answers(model, loaded, records, max_new_tokens: int) -> list[str]:
+    """Closed-book answers through medlora's one generation path (greedy, loop stop)."""
+    from medlora.models.generation import generate_answers
+    from medlora.models.prompts import build_prompt
+
+    model.eval()
+    prompts = [build_prompt(loaded.tokenizer, loaded.spec, r.question) for r in records]
+    answers = generate_answers(model, loaded.tokenizer, loaded.spec, prompts, max_new_tokens=max_new_tokens,
+                               batch_size=16)
+    model.train()
+    return [a.text for a in answers]
+
+
+def split_records(seed: int) -> dict:
+    """The built-in dermatology set split by focus, 10 % validation: the same records in every process."""
+    from medlora.data.prepare import builtin_dataset_path
+    from medlora.data.sources.json_pairs import iter_json_pairs
+    from medlora.data.splits import split_by_group
+
+    return split_by_group(list(iter_json_pairs(builtin_dataset_path("dermatology"))), 0.1, 0.0, seed)
+
+
+def run_mode(mode: str, steps: int, max_length: int, batch: int, seed: int, out: Path, base: str = BASE,
+             answer_samples: int = 30, answer_tokens: int = 64) -> dict:
     """Train one mode in this process and return its measurements."""
     import torch
     from peft import get_peft_model
 
     from medlora.config import TrainingConfig
-    from medlora.data.sources.json_pairs import iter_json_pairs
-    from medlora.data.prepare import builtin_dataset_path
-    from medlora.data.splits import split_by_group
     from medlora.models.loading import load_base_model
     from medlora.training.encoding import encode_record
     from medlora.training.lora import build_lora_config
@@ -92,8 +114,8 @@ def run_mode(mode: str, steps: int, max_length: int, batch: int, seed: int, out:
     random.seed(seed)
     loaded = load_base_model(base)
     tok, spec = loaded.tokenizer, loaded.spec
-    records = list(iter_json_pairs(builtin_dataset_path("dermatology")))
-    splits = split_by_group(records, 0.1, 0.0, seed)
+    splits = split_records(seed)
+    answered = splits["validation"][:answer_samples]
     encode = lambda r: encode_record(tok, spec, r.question, r.answer, max_length)  # noqa: E731
     train_rows = [encode(r) for r in splits["train"]]
     val_rows = [encode(r) for r in splits["validation"]][:32]
@@ -108,6 +130,8 @@ def run_mode(mode: str, steps: int, max_length: int, batch: int, seed: int, out:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     val_before = _val_loss(model, val_rows, pad_id)
+    # LoRA starts as the base (B = 0), so its answers before training are the base's.
+    base_answers = _answers(model, loaded, answered, answer_tokens) if mode == "lora" and answered else []
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
     model.train()
     if torch.cuda.is_available():
@@ -124,6 +148,7 @@ def run_mode(mode: str, steps: int, max_length: int, batch: int, seed: int, out:
         losses.append(float(loss))
     seconds = time.perf_counter() - started
     val_after = _val_loss(model, val_rows, pad_id)
+    answers = _answers(model, loaded, answered, answer_tokens) if answered else []
     save_dir = out / mode
     model.save_pretrained(save_dir)  # LoRA: adapter only; full: the whole model (safetensors)
     result = {
@@ -136,7 +161,10 @@ def run_mode(mode: str, steps: int, max_length: int, batch: int, seed: int, out:
         "saved_bytes": _dir_bytes(save_dir),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "device": str(loaded.device),
+        "answers": answers,
     }
+    if base_answers:
+        result["base_answers"] = base_answers
     if torch.cuda.is_available():
         result["peak_vram_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return result
@@ -149,6 +177,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--base", default=BASE, help="base model (default: the embedded SmolLM2-135M)")
+    parser.add_argument("--answer-samples", type=int, default=30, help="held-out questions answered closed-book")
+    parser.add_argument("--answer-tokens", type=int, default=64)
     parser.add_argument("--mode", choices=["lora", "full"], help=argparse.SUPPRESS)  # child process
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     parser.add_argument("--output", default=str(RESULTS / "lora_vs_full.json"))
@@ -156,7 +186,7 @@ def main() -> None:
 
     if args.mode:
         result = run_mode(args.mode, args.steps, args.max_length, args.batch, args.seed, Path(args.workdir),
-                          args.base)
+                          args.base, args.answer_samples, args.answer_tokens)
         print("RESULT " + json.dumps(result))
         return
 
@@ -165,7 +195,8 @@ def main() -> None:
         for mode in ("lora", "full"):
             cmd = [sys.executable, __file__, "--mode", mode, "--workdir", work, "--steps", str(args.steps),
                    "--max-length", str(args.max_length), "--batch", str(args.batch), "--seed", str(args.seed),
-                   "--base", args.base]
+                   "--base", args.base, "--answer-samples", str(args.answer_samples),
+                   "--answer-tokens", str(args.answer_tokens)]
             done = subprocess.run(cmd, capture_output=True, text=True, check=False)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
             if done.returncode or not lines:
@@ -184,6 +215,7 @@ def main() -> None:
         "three_specialties_full_bytes": 3 * full["saved_bytes"],
     }
     report = {
+        "closed_book": closed_book_scores(modes, args.seed),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "python": platform.python_version()},
         "base": args.base, "data": "built-in dermatology set, split by focus (validation 10 %)",
@@ -193,6 +225,40 @@ def main() -> None:
     Path(args.output).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     Path(args.output).with_suffix(".md").write_text(markdown_table(report), encoding="utf-8")
     print(markdown_table(report))
+
+
+CLOSED_BOOK_METRICS = ("rouge_l", "bleu", "terminology_recall")
+
+
+def closed_book_scores(modes: dict[str, dict], seed: int) -> dict:
+    """Scores of the base, LoRA and full answers on the same held-out questions, and paired intervals."""
+    from medlora.evaluation.bootstrap import paired_bootstrap
+    from medlora.evaluation.metrics import EvalSample, get_metric
+    from medlora.evaluation.vocabulary import load_vocabulary
+
+    answers = {"base": modes["lora"].get("base_answers", []), "lora": modes["lora"]["answers"],
+               "full": modes["full"]["answers"]}
+    if not answers["base"]:
+        return {}
+    records = split_records(seed)["validation"][: len(answers["base"])]
+    extras = {"vocabulary": load_vocabulary("dermatology")}
+    samples = {name: [EvalSample(r, text, extras) for r, text in zip(records, texts, strict=True)]
+               for name, texts in answers.items()}
+    out: dict = {"questions": len(records), "scores": {}, "intervals": {}}
+    for metric_name in CLOSED_BOOK_METRICS:
+        metric = get_metric(metric_name)
+        out["scores"][metric_name] = {name: metric.compute(group) for name, group in samples.items()}
+        for first, second in (("base", "lora"), ("base", "full"), ("lora", "full")):
+            delta = paired_bootstrap(metric, samples[first], samples[second], seed=seed)
+            out["intervals"][f"{metric_name}:{second}-{first}"] = delta.to_json() if delta else None
+    return out
+
+
+def _interval(iv: dict | None, percent: bool) -> str:
+    if not iv:
+        return "–"
+    f = (lambda x: f"{100 * x:+.1f} pp") if percent else (lambda x: f"{x:+.3f}")
+    return f"{f(iv['delta'])} [{f(iv['low'])}, {f(iv['high'])}]"
 
 
 def _mib(n: float) -> str:
@@ -216,6 +282,18 @@ def markdown_table(report: dict) -> str:
     ]
     if "peak_vram_mib" in lora:
         rows.insert(2, ("peak VRAM", f"{lora['peak_vram_mib']:,.0f} MiB", f"{full['peak_vram_mib']:,.0f} MiB"))
+    closed = report.get("closed_book") or {}
+    labels = {"rouge_l": "ROUGE-L", "bleu": "BLEU", "terminology_recall": "terminology recall"}
+    for name in CLOSED_BOOK_METRICS if closed else ():
+        sc, iv, percent = closed["scores"][name], closed["intervals"], name == "terminology_recall"
+
+        def show(x: float | None) -> str:
+            return "–" if x is None else (f"{100 * x:.1f} %" if percent else f"{x:.3f}")  # noqa: B023
+
+        rows.append((f"closed-book {labels[name]}, {closed['questions']} held-out questions (base {show(sc['base'])})",
+                     f"{show(sc['lora'])}; vs base {_interval(iv[f'{name}:lora-base'], percent)}",
+                     f"{show(sc['full'])}; vs base {_interval(iv[f'{name}:full-base'], percent)}; "
+                     f"vs LoRA {_interval(iv[f'{name}:full-lora'], percent)}"))
     lines = ["| | LoRA (r 8, q_proj/v_proj) | full fine-tuning |", "| --- | --- | --- |"]
     lines += [f"| {name} | {a} | {b} |" for name, a, b in rows]
     return "\n".join(lines) + "\n"
