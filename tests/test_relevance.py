@@ -15,6 +15,12 @@ from medlora.retrieval.relevance import about_condition, family_keys
     ("Pemphigus", "Pemphigus vulgaris"),  # a subtype
     ("Dermatomyositis", "Juvenile dermatomyositis"),
     ("Cold urticaria", "URTICARIA"),  # case and punctuation do not matter
+    # OMIM/Orphanet's inverted names, read in reading order
+    ("Epidermolysis bullosa with pyloric atresia", "Epidermolysis bullosa, junctional, with pyloric atresia"),
+    ("X-linked hypohidrotic ectodermal dysplasia", "Ectodermal dysplasia 1, hypohidrotic, X-linked"),
+    ("Seborrheic keratosis", "Keratosis, seborrheic, somatic"),
+    ("Lamellar ichthyosis", "Ichthyosis, lamellar, 2"),
+    ("Oculocutaneous albinism", "Albinism, oculocutaneous, type II"),
 ])
 def test_same_condition_subtype_or_parent_is_relevant(focus, source_focus):
     assert about_condition({"focus": source_focus}, focus)
@@ -27,9 +33,25 @@ def test_same_condition_subtype_or_parent_is_relevant(focus, source_focus):
     ("Angelman syndrome", "1p36 deletion syndrome"),  # a generic head is not a condition
     ("Oral squamous cell carcinoma", "Basal cell carcinoma"),
     ("Moles", "Melanoma"),
+    ("Vitiligo", "Deafness, congenital, with vitiligo and achalasia"),  # inverted, still a joined name
+    ("Alopecia", "Alopecia, epilepsy, pyorrhea, mental subnormality"),  # a list of features, not modifiers
+    ("Achalasia", "Congenital deafness with vitiligo and achalasia"),  # the joined part is never a parent
+    ("Oculocutaneous albinism type 1B", "Oculocutaneous albinism type 3"),  # sibling subtypes
 ])
 def test_other_conditions_are_not_relevant(focus, source_focus):
     assert not about_condition({"focus": source_focus}, focus)
+
+
+def test_reading_order_of_inverted_names():
+    from medlora.retrieval.relevance import reading_order
+
+    assert reading_order("Epidermolysis bullosa, junctional, with pyloric atresia") == \
+        "junctional Epidermolysis bullosa with pyloric atresia"
+    assert reading_order("Ectodermal dysplasia 1, hypohidrotic, X-linked") == \
+        "X-linked hypohidrotic Ectodermal dysplasia 1"
+    assert reading_order("Albinism, oculocutaneous, type II") == "oculocutaneous Albinism type II"
+    for unchanged in ("Vitiligo", "Alopecia, epilepsy, pyorrhea, mental subnormality", "Acne, "):
+        assert reading_order(unchanged) == unchanged
 
 
 def test_synonyms_and_cuis_count():
@@ -49,6 +71,15 @@ def test_leakage_mask_hides_subtypes_and_parents_of_held_out_conditions():
 
     assert exclude(source("Scabies")) and exclude(source("Norwegian scabies", ("Crusted scabies",)))
     assert not exclude(source("Scabies incognito syndrome with deafness")) and not exclude(source("Impetigo"))
+    # An inverted OMIM name of a held-out condition is hidden too; the held-out name may be inverted as well.
+    inverted = leakage_filter([QARecord("Is it inherited?", "Yes.", "test", focus="Ichthyosis, lamellar, 2",
+                                        url="https://example.org/li2"),
+                               QARecord("What is it?", "A blistering disease.", "test",
+                                        focus="Epidermolysis bullosa with pyloric atresia",
+                                        url="https://example.org/eb-pa")])
+    assert inverted(source("Lamellar ichthyosis"))
+    assert inverted(source("Epidermolysis bullosa, junctional, with pyloric atresia"))
+    assert not inverted(source("Epidermolysis bullosa simplex")) and not inverted(source("Ichthyosis vulgaris"))
 
 
 def test_title_match_rerank_puts_the_source_about_the_condition_first():

@@ -24,7 +24,7 @@ from medlora.data.sources import medquad as medquad_source
 from medlora.data.sources.json_pairs import iter_json_pairs
 from medlora.models.embedded import default_cache_dir
 from medlora.retrieval.index import INDEX_FORMAT, Source, SourceFilter, SourceIndex
-from medlora.retrieval.relevance import family_keys
+from medlora.retrieval.relevance import condition_keys, family_keys, reading_order
 from medlora.specialties import builtin_sets as registered_sets
 from medlora.specialties import english_builtin_specialties
 
@@ -78,16 +78,19 @@ def leakage_filter(records: Iterable[QARecord]) -> SourceFilter:
     (:mod:`medlora.retrieval.relevance`: names, synonyms, CUIs)."""
     records = list(records)
     keys = {document_key(r) for r in records}
-    names = {normalise(n) for r in records for n in (r.focus, *r.synonyms) if n and normalise(n)}
-    parents = set().union(*(family_keys(n) for n in names)) if names else set()
+    raw_names = [n for r in records for n in (r.focus, *r.synonyms) if n]
+    names = condition_keys(raw_names)
+    parents = set().union(*(family_keys(n) for n in raw_names)) if raw_names else set()
     cuis = {c for r in records for c in r.cuis}
 
     def exclude(source: Source) -> bool:
         if source.document in keys or cuis.intersection(source.cuis):
             return True
         for name in (source.focus, *source.synonyms):
-            key = normalise(name) if name else ""
-            if key and (key in parents or family_keys(name) & names):
+            if not name:
+                continue
+            written = {normalise(name), normalise(reading_order(name))} - {""}
+            if written & parents or family_keys(name) & names:
                 return True
         return False
 

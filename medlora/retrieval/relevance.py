@@ -6,11 +6,15 @@ a UMLS CUI, or one is a subtype of the other by its name: the shorter is the lon
 front ("crusted scabies" → "scabies", "amyopathic dermatomyositis" → "dermatomyositis") or with at most two
 words after it ("pemphigus vulgaris" → "pemphigus", "lichen planus pigmentosus"). A name that joins conditions
 ("deafness with vitiligo", "X and Y") is not a subtype of either, and a generic head ("syndrome", "carcinoma")
-never stands for a condition.
+never stands for a condition. OMIM and Orphanet write many names inverted ("Epidermolysis bullosa, junctional,
+with pyloric atresia"; "Ectodermal dysplasia 1, hypohidrotic, X-linked"); they are also read in reading order
+("junctional epidermolysis bullosa with pyloric atresia"), and a joined name may drop the modifiers in front of
+its head ("epidermolysis bullosa with pyloric atresia") but never its joined part.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,14 +26,49 @@ _GENERIC = frozenset({
 })
 _JOINERS = frozenset({"with", "and", "or", "without", "plus", "associated", "due", "to"})
 MAX_TRAILING_WORDS = 2
+# A word that modifies a disease name in an inverted OMIM/Orphanet name: an adjective ("junctional",
+# "hypohidrotic", "X-linked", "familial", "presenile", "lamellar") — not a noun, so a comma list of features
+# ("Alopecia, epilepsy, pyorrhea, mental subnormality") is never read as one condition.
+_MODIFIER = re.compile(r"^(?:[a-z]-linked|.+(?:al|ic|ed|ous|ive|ar|ile|ary|oid|ant|ent))$")
+_POSTPOSED = re.compile(r"^(?:type\b|[0-9ivx]+[a-z]?$)", re.IGNORECASE)  # "type 2", "IV" stay after the head
+
+
+def reading_order(name: str) -> str:
+    """An inverted name in reading order ("Keratosis, seborrheic, somatic" → "somatic seborrheic keratosis");
+    any other name unchanged."""
+    head, *parts = [p.strip() for p in name.split(",")]
+    if not parts or not head or not all(parts):
+        return name
+    before: list[str] = []
+    after: list[str] = []
+    for part in parts:
+        words = part.lower().split()
+        if words[0] in _JOINERS or _POSTPOSED.match(part):
+            after.append(part)
+        elif all(_MODIFIER.match(w) for w in words):
+            before.insert(0, part)
+        else:
+            return name
+    return " ".join([*before, head, *after])
 
 
 def family_keys(name: str) -> set[str]:
-    """``name`` (normalised) and the parent names it is a subtype of by its wording."""
-    key = normalise(name)
+    """``name`` (normalised, as written and in reading order) and the parent names it is a subtype of by its
+    wording."""
+    keys: set[str] = set()
+    for written in dict.fromkeys((name, reading_order(name))):
+        keys |= _family_keys(normalise(written))
+    return keys
+
+
+def _family_keys(key: str) -> set[str]:
     words = key.split()
     keys = {key} if key else set()
-    if not words or _JOINERS.intersection(words):
+    joiner = next((i for i, w in enumerate(words) if w in _JOINERS), None)
+    if joiner is not None:  # drop modifiers in front of the head only; the joined part stays
+        head, joined = words[:joiner], words[joiner:]
+        return keys | {" ".join(head[i:] + joined) for i in range(1, len(head)) if _is_specific(" ".join(head[i:]))}
+    if not words:
         return keys
     parents = [" ".join(words[i:]) for i in range(1, len(words))]  # head with modifiers dropped
     parents += [" ".join(words[:-n]) for n in range(1, MAX_TRAILING_WORDS + 1) if len(words) > n]
@@ -41,8 +80,8 @@ def _is_specific(key: str) -> bool:
 
 
 def condition_keys(names: Iterable[str]) -> set[str]:
-    """Normalised names (focus and synonyms) of one condition, without empties."""
-    return {normalise(n) for n in names if n and normalise(n)}
+    """Normalised names (focus and synonyms, as written and in reading order) of one condition, without empties."""
+    return {key for n in names if n for key in (normalise(n), normalise(reading_order(n))) if key}
 
 
 def related_names(keys: set[str], others: Iterable[str]) -> bool:
@@ -50,10 +89,10 @@ def related_names(keys: set[str], others: Iterable[str]) -> bool:
     for other in others:
         if not other:
             continue
-        other_key = normalise(other)
-        if other_key in keys or family_keys(other) & keys:
+        other_keys = {normalise(other), normalise(reading_order(other))}
+        if other_keys & keys or family_keys(other) & keys:
             return True
-        if any(other_key in family_keys(key) for key in keys):
+        if any(other_keys & _family_keys(key) for key in keys):
             return True
     return False
 
