@@ -23,10 +23,14 @@ def time_to_health(cache: Path, adapters_dir: Path, model: str, *, timeout_s: fl
     """Seconds from ``medlora serve`` starting until ``GET /health`` answers 200."""
     port = _free_port()
     env = {**os.environ, "MEDLORA_CACHE": str(cache), "TOKENIZERS_PARALLELISM": "false"}
+    # The bench's adapters are the ones in adapters_dir: config.yaml's own adapter_path may not exist here.
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    config = cache.parent / "serve.yaml"
+    config.write_text("models:\n  llm:\n    use_medical_adapter: false\n", encoding="utf-8")
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "medlora.cli", "serve", "--port", str(port), "--adapters-dir", str(adapters_dir),
-         "--model", model],
+        [sys.executable, "-m", "medlora.cli", "serve", "--config", str(config), "--port", str(port),
+         "--adapters-dir", str(adapters_dir), "--model", model],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         while time.perf_counter() - started < timeout_s:

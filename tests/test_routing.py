@@ -104,3 +104,24 @@ def test_service_auto_trains_its_router_from_the_loaded_adapters(tiny_llama_dir,
     service.unload_adapter("cardiology")  # the router is retrained: cardiology questions now go to base
     assert service.answer("What does an ECG show in an ST-elevation myocardial infarction?", "auto").adapter \
         == "base"
+
+
+def test_a_missing_configured_adapter_says_what_exists_and_how_to_fix_it(tiny_llama_dir, tmp_path):
+    from medlora.errors import MedloraError
+
+    adapters = tmp_path / "models"
+    make_adapter(tiny_llama_dir, adapters / "lora-dermatology-demo-adapter", "dermatology", seed=1)
+    cfg = MedloraConfig().with_overrides({
+        "models.llm.name": str(tiny_llama_dir), "models.llm.adapters_dir": str(adapters),
+        "models.llm.use_medical_adapter": True,
+        "models.llm.adapter_path": str(adapters / "lora-dermatology-adapter"), "service.retrieval": False,
+    })
+    with pytest.raises(MedloraError) as raised:
+        LLMService(cfg).load_model()
+    message = str(raised.value)
+    assert "models.llm.adapter_path" in message and "lora-dermatology-demo-adapter" in message
+    assert "use_medical_adapter: false" in message
+    # Turned off, the adapters directory alone is served.
+    service = LLMService(cfg.with_overrides({"models.llm.use_medical_adapter": False}))
+    service.load_model()
+    assert [a.name for a in service.list_adapters()] == ["dermatology"]

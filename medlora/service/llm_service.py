@@ -84,6 +84,13 @@ class LLMService:
         configured: Path | None = None
         if llm.use_medical_adapter and llm.adapter_path:
             configured = Path(llm.adapter_path)
+            if not configured.is_dir():
+                found = ", ".join(str(p) for p in scan_adapters_dir(Path(llm.adapters_dir))) or "none"
+                raise MedloraError(
+                    f"models.llm.adapter_path: {configured}: adapter directory not found (adapters under "
+                    f"{llm.adapters_dir}: {found}). Train it (`medlora train`), point adapter_path at one of those "
+                    "(`make demo` writes data/models/lora-<specialty>-demo-adapter), or set "
+                    "models.llm.use_medical_adapter: false to serve the adapters directory alone.")
             info = self.load_adapter(None, configured)
             self._default = info.name
         for path in scan_adapters_dir(Path(llm.adapters_dir)):
