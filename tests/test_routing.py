@@ -125,3 +125,14 @@ def test_a_missing_configured_adapter_says_what_exists_and_how_to_fix_it(tiny_ll
     service = LLMService(cfg.with_overrides({"models.llm.use_medical_adapter": False}))
     service.load_model()
     assert [a.name for a in service.list_adapters()] == ["dermatology"]
+
+
+@needs_builtin
+def test_french_questions_reach_specialties_that_have_english_questions_only():
+    router = build_router([("dermatology", "dermatology"), ("cardiology", "cardiology"),
+                           ("radiology", "radiology")], threshold=0.6)
+    assert router is not None
+    decisions = router.route_many(["Comment traiter une fibrillation atriale ?",
+                                   "Quelle est la dose de rayonnement d'un scanner thoracique ?",
+                                   "Diagnostic d'une lésion pigmentée asymétrique?"])
+    assert [d.adapter for d in decisions] == ["cardiology", "radiology", "dermatology"]

@@ -11,7 +11,9 @@ the router still learns what is *not* its specialty.
 
 Language variants: a specialty's built-in sets in other languages (``dermatology-fr``) teach its adapter's class
 too, so a French dermatology question reaches the dermatology adapter — unless an adapter trained for the
-variant itself is loaded, which then gets those questions instead.
+variant itself is loaded, which then gets those questions instead. A French question is also read with the
+English terms of the French→English term map added (the retrieval's query expansion), so French questions of a
+specialty with English questions only can reach it ("Comment traiter une fibrillation atriale ?" → cardiology).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from medlora.data.records import QARecord
 from medlora.errors import MedloraError
+from medlora.retrieval.translate import expand_query
 from medlora.specialties import (
     builtin_sets,
     english_builtin_specialties,
@@ -81,7 +84,7 @@ class SpecialtyRouter:
             # Nothing to tell apart: every question goes to the one class, with full confidence.
             return cls(None, classes, threshold)
         pipeline = _pipeline(seed)
-        pipeline.fit(list(questions), list(labels))
+        pipeline.fit([expand_query(q) for q in questions], list(labels))
         return cls(pipeline, [str(c) for c in pipeline.classes_], threshold)
 
     @property
@@ -95,7 +98,9 @@ class SpecialtyRouter:
             only = self.labels[0]
             return [RouteDecision(None if only == BASE_LABEL else only, 1.0, {only: 1.0}) for _ in questions]
         decisions = []
-        for row in self._pipeline.predict_proba(list(questions)):
+        # A French question is read with the English terms of the team's term map added (the retrieval's
+        # query expansion): most specialties have English training questions only.
+        for row in self._pipeline.predict_proba([expand_query(q) for q in questions]):
             probabilities = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
             best = max(probabilities, key=probabilities.__getitem__)
             chosen = best if probabilities[best] >= self.threshold and best != BASE_LABEL else None
