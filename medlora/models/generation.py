@@ -1,7 +1,7 @@
 """The one generation path: batched greedy decoding with a loop stop, in-range citations and a copy limit.
 
 Evaluation, the bot and the benchmarks all decode through :func:`decoding_kwargs`, so every figure describes
-the answers users get. Two guards run inside ``generate``:
+the answers users get. Two guards run inside ``generate``, and a third is available:
 
 - **Loop stop.** Small models fall into loops ("Melanoma is a type of skin cancer ..." eleven times). Banning
   repeated 4-grams was measured worse (it also bans repeating a multi-token clinical term); instead a row stops
@@ -11,8 +11,9 @@ the answers users get. Two guards run inside ``generate``:
 - **Copy limit.** Shown sources, a small model copies the first one verbatim — its title, its definition —
   whether or not it answers the question, and restates the question itself when it has nothing to say. No
   answer may repeat more than ``MAX_COPIED_TOKENS`` consecutive tokens of its prompt: terms, names and short
-  facts ("autosomal recessive") still pass, a copied sentence does not. The limit was chosen on the
-  validation split (bench/decoding_sweep.py, docs/RESULTS.md).
+  facts ("autosomal recessive") still pass, a copied sentence does not. Off by default: measured on the
+  validation split it did not raise the adapter's scores and lowered the base's (bench/decoding_sweep.py,
+  docs/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -237,8 +238,9 @@ def generate_batch(
     inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=add_special)
     inputs = inputs.to(next(model.parameters()).device)
     prompt_length = 0 if spec.is_encoder_decoder else inputs["input_ids"].shape[1]
+    rows = prompt_rows(inputs["input_ids"], inputs.get("attention_mask")) if copy_limit is not None else None
     kwargs = decoding_kwargs(tokenizer, prompt_length, max_new_tokens, citations=citations, copy_limit=copy_limit,
-                             prompts=prompt_rows(inputs["input_ids"], inputs.get("attention_mask")))
+                             prompts=rows)
     if adapter_names is not None:
         kwargs["adapter_names"] = list(adapter_names)
     started = time.perf_counter()

@@ -24,7 +24,7 @@ from medlora.data.sources import medquad as medquad_source
 from medlora.data.sources.json_pairs import iter_json_pairs
 from medlora.models.embedded import default_cache_dir
 from medlora.retrieval.index import INDEX_FORMAT, Source, SourceFilter, SourceIndex
-from medlora.retrieval.relevance import condition_keys, family_keys, reading_order
+from medlora.retrieval.relevance import condition_keys, family_keys
 from medlora.specialties import builtin_sets as registered_sets
 from medlora.specialties import english_builtin_specialties
 
@@ -87,10 +87,7 @@ def leakage_filter(records: Iterable[QARecord]) -> SourceFilter:
         if source.document in keys or cuis.intersection(source.cuis):
             return True
         for name in (source.focus, *source.synonyms):
-            if not name:
-                continue
-            written = {normalise(name), normalise(reading_order(name))} - {""}
-            if written & parents or family_keys(name) & names:
+            if name and (condition_keys((name,)) & parents or family_keys(name) & names):
                 return True
         return False
 

@@ -89,9 +89,9 @@ def related_names(keys: set[str], others: Iterable[str]) -> bool:
     for other in others:
         if not other:
             continue
-        other_keys = {normalise(other), normalise(reading_order(other))}
-        if other_keys & keys or family_keys(other) & keys:
+        if family_keys(other) & keys:  # its own names (both readings) are among its family keys
             return True
+        other_keys = condition_keys((other,))
         if any(other_keys & _family_keys(key) for key in keys):
             return True
     return False

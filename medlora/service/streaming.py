@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from transformers import StoppingCriteria, TextIteratorStreamer
 
-from medlora.models.generation import answer_ids, decoding_kwargs
+from medlora.models.generation import MAX_COPIED_TOKENS, answer_ids, decoding_kwargs
 from medlora.models.loops import RepetitionGuard
 from medlora.models.prompts import prompt_uses_special_tokens
 from medlora.service.answers import Answer, CitationFilter, CitedSource, compose
@@ -79,10 +79,11 @@ class AnswerStream:
                         kwargs["adapter_names"] = [self._peft_adapter or PEFT_BASE]
                     began = time.perf_counter()
                     prompt_len = 0 if loaded.spec.is_encoder_decoder else inputs["input_ids"].shape[1]
+                    copied = inputs["input_ids"].tolist() if MAX_COPIED_TOKENS is not None else None
                     decoding = decoding_kwargs(tokenizer, prompt_len, self._max_new_tokens,
                                                citations=len(self.sources) if self.sources else None,
                                                extra_stops=[_Cancelled(self._cancel)],
-                                               prompts=inputs["input_ids"].tolist())
+                                               prompts=copied)
                     with torch.inference_mode():
                         output = model.generate(**inputs, **decoding, streamer=streamer, **kwargs)
                     counts["generation_s"] = time.perf_counter() - began
