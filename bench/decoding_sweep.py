@@ -30,6 +30,7 @@ from rich.progress import Progress
 
 from medlora.config import load_config
 from medlora.evaluation.context import build_context
+from medlora.evaluation.results import write_predictions
 from medlora.evaluation.runs import compare, compare_modes, run_variant, score_run
 from medlora.models.loading import load_from_config
 from medlora.retrieval import configured_index
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--val-samples", type=int, default=50)
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--out", default="bench/results/decoding_sweep")
+    parser.add_argument("--predictions", default="reports/validation/decoding_sweep",
+                        help="where every validation answer goes, one JSONL per limit (git-ignored: quotes the data)")
     parser.add_argument("--render-only", action="store_true", help="re-rank and re-render --out, run nothing")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -131,6 +134,9 @@ def main() -> None:
         with Progress() as progress:
             tuned = run_variant(peft_model, loaded, ctx, progress=progress, label=f"adapter, limit {limit}",
                                 copy_limit=limit, **budget)
+        predictions = Path(args.predictions)
+        predictions.mkdir(parents=True, exist_ok=True)
+        write_predictions(predictions / f"limit-{limit or 'none'}.jsonl", ctx, {"base": base, "adapter": tuned})
         gain = compare_modes(ctx, tuned, "rouge_l", "open", "closed", resamples=resamples, seed=seed)
         row: dict[str, Any] = {
                "copy_limit": limit, "base": score_run(ctx, base, METRICS), "adapter": score_run(ctx, tuned, METRICS),

@@ -37,6 +37,7 @@ from rich.progress import Progress
 from medlora.config import MedloraConfig, load_config
 from medlora.data.prepare import prepare_dataset
 from medlora.evaluation.context import build_context, cache_dir
+from medlora.evaluation.results import write_predictions
 from medlora.evaluation.forgetting import OutsideSet, build_outside, run_outside, score_outside
 from medlora.evaluation.runs import VariantRun, compare, compare_modes, run_variant, score_run
 from medlora.models.generation import Generation
@@ -82,6 +83,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "top15-lr1e-3-lead-overlap0.5-grounded0.9": {**LEAD, "training.max_source_overlap": 0.5,
                                                  "training.grounded_fraction": 0.9},
     "top15-lr1e-3-grounded0.9": {**TOP15, "training.grounded_fraction": 0.9},
+    "top15-lr1e-3-lead-len448": {**LEAD, "training.max_length": 448},
     "all-linear-r16-grounded0.9": {**ALL_LINEAR_R16, "training.learning_rate": 5e-4,
                                    "training.grounded_fraction": 0.9},
 }
@@ -239,6 +241,9 @@ def main() -> None:
     parser.add_argument("--outside-samples", type=int, default=20)
     parser.add_argument("--reading-checks", type=int, default=30)
     parser.add_argument("--out", default="bench/results/quality_sweep")
+    parser.add_argument("--predictions", default="reports/validation/quality_sweep",
+                        help="where every validation answer goes, one JSONL per variant (git-ignored: it quotes "
+                             "the data)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -287,6 +292,9 @@ def main() -> None:
                 run = run_variant(peft_model, loaded, ctx, progress=progress, label=name, **budget)
                 run_outside(outside, "adapter", peft_model, loaded, cfg, progress)
             peft_model.unload()
+            predictions = Path(args.predictions)
+            predictions.mkdir(parents=True, exist_ok=True)
+            write_predictions(predictions / f"{name}.jsonl", ctx, {"base": base_run, name: run})
             intervals = compare(ctx, base_run, run, METRICS, resamples=resamples, seed=seed)
             open_gain = compare_modes(ctx, run, "rouge_l", "open", "closed", resamples=resamples, seed=seed)
             checks = {"adapter_rouge_l_open_minus_closed": open_gain.to_json() if open_gain else None,

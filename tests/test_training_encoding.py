@@ -43,6 +43,23 @@ def test_seq2seq_labels_are_the_answer(tiny_tokenizer, tiny_t5_dir):
     assert tiny_tokenizer.decode(row["labels"], skip_special_tokens=True) == "A chronic plaque disease."
 
 
+def test_a_long_grounded_prompt_keeps_its_head_every_source_and_the_question(tiny_tokenizer, tiny_llama_dir):
+    """Sources are shortened to fit the budget; the prompt's head (its format) and the question are never cut."""
+    spec = describe_model(AutoConfig.from_pretrained(tiny_llama_dir))
+    words = "plaque scale itch elbow knee scalp nail pitting arthritis"
+    sources = [(n, f"Condition {n}", " ".join([words] * 12)) for n in (1, 2, 3)]
+    question = "Which findings suggest psoriasis?"
+    full = encode_record(tiny_tokenizer, spec, question, "Well-demarcated plaques.", 4096, sources)
+    row = encode_record(tiny_tokenizer, spec, question, "Well-demarcated plaques.", 400, sources)
+    prompt_len = row["labels"].count(IGNORE_INDEX)
+    assert full["labels"].count(IGNORE_INDEX) > 400 and prompt_len <= 400 - 400 // 3  # it had to be fitted
+    assert row["input_ids"][:4] == full["input_ids"][:4]  # the head of the prompt is kept
+    prompt = tiny_tokenizer.decode(row["input_ids"][:prompt_len])
+    assert all(f"[{n}] Condition {n}" in prompt for n in (1, 2, 3)) and "…" in prompt
+    assert question in prompt
+    assert "Well-demarcated plaques." in tiny_tokenizer.decode(row["input_ids"][prompt_len:], skip_special_tokens=True)
+
+
 def test_grounded_rows_show_the_own_passage_among_distractors_and_cite_it():
     records = _records()
     rows = grounded_rows(records, Grounding(fraction=1.0, distractor_only=0.0, top_k=3), seed=0)

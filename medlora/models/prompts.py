@@ -53,6 +53,48 @@ def format_sources(sources: Sequence[tuple[int, str, str]]) -> str:
     return "\n".join(f"[{number}] {title}: {text}" for number, title, text in sources)
 
 
+def shorten_source(text: str, chars: int) -> str:
+    """``text`` cut to at most ``chars`` characters at a word boundary, marked with an ellipsis when cut."""
+    if len(text) <= chars:
+        return text
+    return (text[:chars].rsplit(" ", 1)[0] if chars > 0 else "") + " …"
+
+
+def fitted_prompt_ids(
+    tokenizer: PreTrainedTokenizerBase,
+    spec: ModelSpec,
+    question: str,
+    sources: Sequence[tuple[int, str, str]],
+    max_tokens: int,
+) -> list[int]:
+    """The prompt's token ids within ``max_tokens``, shortening the sources' texts before anything else.
+
+    Why: a grounded prompt (three sources of ~500 characters) is longer than a training example's prompt
+    budget, and cutting its head would drop the chat turn, the instruction and source [1] — so the model would
+    learn to cite a source it never saw, in a prompt format inference never uses. Every source is cut to the
+    same number of characters (the most that fits, found by bisection); only a question too long on its own is
+    still cut from the left.
+    """
+    add_special = prompt_uses_special_tokens(tokenizer, spec)
+
+    def ids_with(chars: int | None) -> list[int]:
+        shown = sources if chars is None else [(n, title, shorten_source(text, chars)) for n, title, text in sources]
+        return list(tokenizer(build_prompt(tokenizer, spec, question, shown), add_special_tokens=add_special)[
+            "input_ids"])
+
+    ids = ids_with(None)
+    if len(ids) <= max_tokens or not sources:
+        return ids[-max_tokens:]
+    low, high = 0, max(len(text) for _, _, text in sources)
+    while low < high:  # the largest per-source length whose prompt fits
+        middle = (low + high + 1) // 2
+        if len(ids_with(middle)) <= max_tokens:
+            low = middle
+        else:
+            high = middle - 1
+    return ids_with(low)[-max_tokens:]
+
+
 def build_prompt(
     tokenizer: PreTrainedTokenizerBase,
     spec: ModelSpec,

@@ -18,7 +18,7 @@ from transformers import PreTrainedTokenizerBase
 
 from medlora.data.records import QARecord
 from medlora.models.architecture import ModelSpec
-from medlora.models.prompts import build_prompt, prompt_uses_special_tokens
+from medlora.models.prompts import fitted_prompt_ids
 from medlora.retrieval import Source, SourceIndex, document_key, sources_from_records
 from medlora.retrieval.relevance import about_condition
 
@@ -33,16 +33,15 @@ def encode_record(
     max_length: int,
     sources: Sequence[tuple[int, str, str]] = (),
 ) -> dict[str, list[int]]:
-    prompt = build_prompt(tokenizer, spec, question, sources)
-    add_special = prompt_uses_special_tokens(tokenizer, spec)
-    prompt_ids = tokenizer(prompt, add_special_tokens=add_special, truncation=True, max_length=max_length)["input_ids"]
     answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
     eos = tokenizer.eos_token_id
     if spec.is_encoder_decoder:
+        prompt_ids = fitted_prompt_ids(tokenizer, spec, question, sources, max_length)
         labels = answer_ids[: max_length - 1] + [eos]
         return {"input_ids": prompt_ids, "attention_mask": [1] * len(prompt_ids), "labels": labels}
-    # Decoder-only: a grounded prompt may take most of the budget, but never the answer's first third.
-    prompt_ids = prompt_ids[-(max_length - max_length // 3) :]
+    # Decoder-only: a grounded prompt may take most of the budget, but never the answer's first third; the
+    # sources are shortened to fit, so the prompt keeps the format inference uses.
+    prompt_ids = fitted_prompt_ids(tokenizer, spec, question, sources, max_length - max_length // 3)
     answer_ids = (answer_ids + [eos])[: max_length - len(prompt_ids)]
     input_ids = prompt_ids + answer_ids
     labels = [IGNORE_INDEX] * len(prompt_ids) + answer_ids
