@@ -185,6 +185,10 @@ def test_tiny_evaluate_writes_all_reports(tiny_llama_dir, workspace, loaded, ind
     lora_bytes = sum(p.numel() * 4 for n, p in _lora_params(adapter_dir))
     assert resources["memory"]["adapter_parameter_bytes"] == lora_bytes
     assert "adapter_latency_overhead_pct" in resources["summary"]
+    stages = resources["stage_seconds"]
+    assert set(stages) == {"base: questions and vignettes", "adapter: questions and vignettes",
+                           "base: outside checks and note cases", "adapter: outside checks and note cases",
+                           "latency timing"} and all(seconds > 0 for seconds in stages.values())
 
     out = tmp_path / "reports"
     data = json.loads((out / "report.json").read_text())
@@ -198,6 +202,7 @@ def test_tiny_evaluate_writes_all_reports(tiny_llama_dir, workspace, loaded, ind
     assert {(p["variant"], p["mode"]) for p in predictions} >= {("base", "closed"), ("adapter", "open")}
     markdown = (out / "report.md").read_text()
     assert "Flan-T5-XL" in markdown and "0.42 → 0.68" in markdown and "45 % → 87 %" in markdown
+    assert "Evaluation time: base: questions and vignettes" in markdown
     html = (out / "report.html").read_text()
     pngs = _png_payloads(html)
     assert len(pngs) == 2 and all(p.startswith(b"\x89PNG\r\n\x1a\n") for p in pngs)  # chart + loss curve

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections.abc import Sequence
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,9 @@ def evaluate_adapter(
                                  "memory": {}, "notes": []}
     runs: dict[str, VariantRun] = {}
     notes_answers: dict[str, list[Generation]] = {}
+    # Where the evaluation's time goes (the demo has a time budget): reported beside the resources.
+    stage_seconds: dict[str, float] = {}
+    resources["stage_seconds"] = stage_seconds
     with Progress() as progress:
         for name in ("base", "adapter"):
             if name == "adapter":
@@ -147,19 +151,25 @@ def evaluate_adapter(
                 resources["memory"]["adapter_parameter_bytes"] = lora_parameter_bytes(model)
             else:
                 model = loaded.model
+            started = time.perf_counter()
             runs[name] = run_variant(model, loaded, ctx, max_new_tokens=ecfg.max_new_tokens,
                                      vignette_max_new_tokens=ecfg.vignette_max_new_tokens,
                                      batch_size=ecfg.batch_size, progress=progress, label=name)
+            stage_seconds[f"{name}: questions and vignettes"] = time.perf_counter() - started
+            started = time.perf_counter()
             run_outside(outside, name, model, loaded, cfg, progress)
             if note_prompts:
                 notes_answers[name] = generate_answers(model, loaded.tokenizer, loaded.spec, note_prompts,
                                                        max_new_tokens=ecfg.max_new_tokens,
                                                        batch_size=ecfg.batch_size, citations=note_limits)
+            stage_seconds[f"{name}: outside checks and note cases"] = time.perf_counter() - started
         peft_model = model
         resources["memory"]["peak_rss_bytes"] = peak_rss_bytes()
         if ecfg.latency_samples > 0 and ctx.records:
             task = progress.add_task("Timing base / adapter / merged", total=None)
+            started = time.perf_counter()
             resources.update(_time_variants(peft_model, loaded, ctx, cfg, resources))
+            stage_seconds["latency timing"] = time.perf_counter() - started
             progress.update(task, total=1, completed=1)
         peft_model.unload()  # give the caller its base model back untouched
     summarise(resources)

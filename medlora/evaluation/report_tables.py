@@ -150,6 +150,10 @@ def render_resources_markdown(resources: dict[str, Any]) -> str:
         gpu = resources.get("summary", {}).get("gpu_added_by_adapter_mb")
         mem_rows.append(["GPU memory added by the adapter (peak)", "– (no CUDA)" if gpu is None else f"{gpu:.1f} MB"])
         parts.append(markdown_table(["Memory", "value"], mem_rows))
+    stages = resources.get("stage_seconds", {})
+    if stages:
+        parts.append("Evaluation time: " + ", ".join(f"{name} {seconds:.0f} s" for name, seconds in stages.items())
+                     + f" (total {sum(stages.values()):.0f} s).")
     for note in resources.get("notes", []):
         parts.append(f"Note: {note}")
     return "\n\n".join(parts)
