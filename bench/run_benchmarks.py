@@ -168,6 +168,12 @@ def _ci(entry: dict[str, Any]) -> str:
     return f"{entry['mean']:.3f}× (95 % CI {low:.3f}–{high:.3f})"
 
 
+def _lora_tensors(adapters: dict[str, Any]) -> str:
+    """The LoRA tensors' own size per adapter, next to the RSS figure (older results lack it)."""
+    mb = adapters.get("lora_tensors_per_adapter_mb")
+    return f" (LoRA tensors {mb:.2f} MiB)" if mb is not None else ""
+
+
 def render(report: dict[str, Any]) -> str:
     meta, r = report["meta"], report["results"]
     m = meta["machine"]
@@ -220,7 +226,7 @@ def render(report: dict[str, Any]) -> str:
         add(f"| 3 | switching the default adapter | | {a['switch_ms']['median']:.3f} ms "
             f"(max {a['switch_ms']['max']:.2f}) | | ≤ 50 ms |")
         add(f"| 3 | RSS per loaded adapter | RSS with 1: {a['rss_mb'][counts[0]]:.0f} MiB | with {counts[-1]}: "
-            f"{a['rss_mb'][counts[-1]]:.0f} MiB | {a['rss_per_adapter_mb']:.2f} MiB each | ≤ 10 MB |")
+            f"{a['rss_mb'][counts[-1]]:.0f} MiB | {a['rss_per_adapter_mb']:.2f} MiB each{_lora_tensors(a)} | ≤ 10 MB |")
         for count in counts[1:]:
             add(f"| 3 | throughput with {count} adapters loaded | 1 adapter {a['tokens_per_s'][counts[0]]:.1f} tok/s | "
                 f"{a['tokens_per_s'][count]:.1f} tok/s | {a['throughput_vs_1'][count]:.3f}× | within 10 % |")

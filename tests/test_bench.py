@@ -49,10 +49,12 @@ def test_quick_bench_runs_every_section_on_a_tiny_model(bench_modules, tiny_llam
     overhead = results["overhead"]
     assert overhead["rounds"] == 3 and len(overhead["unmerged_vs_base"]["ci95"]) == 2
     assert set(results["adapters"]["tokens_per_s"]) == {"1", "2", "4"}
+    assert results["adapters"]["lora_tensors_per_adapter_mb"] > 0
     assert results["bot"]["three_sources"]["prompt_tokens"] > results["bot"]["no_sources"]["prompt_tokens"]
     assert 1 <= results["bot"]["three_sources"]["sources"] <= 3  # the tiny model's short context trims sources
     table = bench_modules.render(report)
-    for row in ("training tokens/s", "unmerged adapter", "mixed batch", "bot first token", "adapter load"):
+    for row in ("training tokens/s", "unmerged adapter", "mixed batch", "bot first token", "adapter load",
+                "LoRA tensors"):
         assert row in table
     assert json.loads((tmp_path / "results" / "quick" / "training.json").read_text())["records"] == 8
 

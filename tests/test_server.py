@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -173,3 +176,25 @@ def test_web_page_and_static_files_are_served(base_url):
     assert "http://" not in page.text.replace("http://www.w3.org", "") and "cdn" not in page.text.lower()
     assert httpx.get(base_url + "/static/app.js").status_code == 200
     assert httpx.get(base_url + "/static/style.css").status_code == 200
+
+
+def test_serving_without_adapters_imports_neither_sklearn_nor_peft(tiny_llama_dir, tmp_path):
+    """`medlora serve` start: scikit-learn (the router) and PEFT (adapters) cost seconds to import, so a start
+    imports them only when they are used: the router on the first ``auto`` question, PEFT on the first adapter."""
+    script = (
+        "import sys\n"
+        "from medlora.cli import main\n"
+        "from medlora.server.app import create_app\n"
+        "from medlora.config import MedloraConfig\n"
+        "from medlora.service.llm_service import LLMService\n"
+        f"cfg = MedloraConfig().with_overrides({{'models.llm.name': {str(tiny_llama_dir)!r}, "
+        f"'models.llm.adapters_dir': {str(tmp_path / 'none')!r}, 'service.retrieval': False}})\n"
+        "service = LLMService(cfg)\n"
+        "service.load_model()\n"
+        "create_app(service)\n"
+        "print(sorted(m for m in ('sklearn', 'peft') if m in sys.modules))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

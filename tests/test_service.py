@@ -177,6 +177,30 @@ def test_load_unload_and_refusals(tiny_llama_dir, adapters_dir, tmp_path):
     assert svc.answer(DERM_Q, "base").body == base_answer.body, "unloading must give the plain base back"
 
 
+def test_loaded_adapters_are_frozen_and_hold_only_their_own_weights(tiny_llama_dir, adapters_dir, tmp_path):
+    """An adapter loaded for serving needs no gradients, and each one adds exactly its file's tensors."""
+    from safetensors.torch import load_file
+
+    svc = LLMService(service_config(tiny_llama_dir, tmp_path / "none", **{"service.retrieval": False}))
+    svc.load_model()
+    base_params = {n: p.numel() for n, p in svc.loaded_model.model.named_parameters()}
+    paths = {"derm": adapters_dir / "lora-dermatology-adapter", "card": adapters_dir / "lora-cardiology-adapter"}
+    for name, path in paths.items():
+        svc.load_adapter(name, path)
+    params = dict(svc.generation_model.named_parameters())
+    assert not [n for n, p in params.items() if p.requires_grad], "serving adapters must not require gradients"
+    assert not [n for n, p in params.items() if p.is_meta], "no adapter weight may be left unloaded"
+    lora = {n: p for n, p in params.items() if ".lora_" in n}
+    assert sum(p.numel() for p in params.values()) - sum(p.numel() for p in lora.values()) == sum(
+        base_params.values()), "loading adapters must not copy base weights"
+    for name, path in paths.items():
+        saved = load_file(str(path / "adapter_model.safetensors"))
+        mine = {n: p for n, p in lora.items() if n.endswith(f".{name}.weight")}
+        assert sum(p.numel() for p in mine.values()) == sum(t.numel() for t in saved.values())
+        for key, tensor in saved.items():
+            assert torch.equal(mine[key.removesuffix(".weight") + f".{name}.weight"], tensor)
+
+
 def test_configured_adapter_is_default_and_bad_scan_entries_are_skipped(tiny_llama_dir, adapters_dir, tmp_path,
                                                                         caplog):
     scan = tmp_path / "models"

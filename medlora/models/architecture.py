@@ -7,9 +7,12 @@ them is decided here, once, so training, evaluation and serving never branch on 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from peft import TaskType
 from transformers import PretrainedConfig
+
+if TYPE_CHECKING:
+    from peft import TaskType
 
 # LoRA on the attention query/value projections, as the original note does, named per architecture family.
 _QUERY_VALUE_TARGETS: dict[str, list[str]] = {
@@ -65,6 +68,8 @@ class ModelSpec:
 
     @property
     def task_type(self) -> TaskType:
+        from peft import TaskType  # PEFT is imported where adapters are made or loaded, not to serve a bare base
+
         return TaskType.SEQ_2_SEQ_LM if self.is_encoder_decoder else TaskType.CAUSAL_LM
 
 

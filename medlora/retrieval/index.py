@@ -9,9 +9,10 @@ Each passage remembers its ``document`` so a whole document can be masked out at
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import overload
 
 import bm25s
 import numpy as np
@@ -55,11 +56,50 @@ class Retrieved:
 SourceFilter = Callable[[Source], bool]
 
 
+def _source_from_json(line: str) -> Source:
+    data = json.loads(line)
+    data["cuis"] = tuple(data.get("cuis", ()))
+    data["synonyms"] = tuple(data.get("synonyms", ()))
+    return Source(**data)
+
+
+class StoredSources(Sequence[Source]):
+    """The passages of a saved index, each parsed from its ``sources.jsonl`` line on first use.
+
+    A search reads a few passages; parsing all ~50k lines up front took most of an index load and so of a
+    ``medlora serve`` start. Iterating (the masks of evaluation and grounded training) parses them all once.
+    """
+
+    def __init__(self, lines: list[str]) -> None:
+        self._lines = lines
+        self._parsed: list[Source | None] = [None] * len(lines)
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    @overload
+    def __getitem__(self, i: int) -> Source: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Source]: ...
+
+    def __getitem__(self, i: int | slice) -> Source | list[Source]:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        source = self._parsed[i]
+        if source is None:
+            source = self._parsed[i] = _source_from_json(self._lines[i])
+        return source
+
+    def __iter__(self) -> Iterator[Source]:
+        return (self[i] for i in range(len(self)))
+
+
 @dataclass
 class SourceIndex:
     """BM25 over passages; ``search`` returns only sources with a positive score, never a masked one."""
 
-    sources: list[Source]
+    sources: Sequence[Source]
     retriever: bm25s.BM25 = field(repr=False)
 
     @classmethod
@@ -114,13 +154,12 @@ class SourceIndex:
     def load(cls, directory: str | Path) -> SourceIndex:
         directory = Path(directory)
         retriever = bm25s.BM25.load(str(directory / "bm25"), show_progress=False)
-        sources = []
-        for line in (directory / "sources.jsonl").read_text(encoding="utf-8").splitlines():
-            data = json.loads(line)
-            data["cuis"] = tuple(data.get("cuis", ()))
-            data["synonyms"] = tuple(data.get("synonyms", ()))
-            sources.append(Source(**data))
-        return cls(sources=sources, retriever=retriever)
+        lines = (directory / "sources.jsonl").read_text(encoding="utf-8").splitlines()
+        indexed = retriever.scores.get("num_docs") if isinstance(retriever.scores, dict) else None
+        if indexed is not None and int(indexed) != len(lines):
+            raise ValueError(f"{directory}: {len(lines)} passages for {indexed} indexed documents; delete it to "
+                             "rebuild it")
+        return cls(sources=StoredSources(lines), retriever=retriever)
 
 
 def title_coverage(title_words: set[str], query_words: set[str]) -> float:

@@ -10,14 +10,15 @@ import contextlib
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-from peft import PeftModel
+from typing import TYPE_CHECKING, Any
 
 from medlora.adapters.checks import check_adapter_base
 from medlora.errors import MedloraError
 from medlora.models.loading import LoadedModel
 from medlora.service.registry import AUTO_NAME, BASE_NAME, AdapterInfo, AdapterNotFoundError
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 
 class AdapterPool:
@@ -58,6 +59,8 @@ class AdapterPool:
             if info.name in self.adapters:
                 raise MedloraError(f"an adapter named '{info.name}' is already loaded; unload it first or "
                                    "choose another name")
+            from peft import PeftModel  # imported on the first adapter: a server with none never needs it
+
             try:
                 if self.peft is None:
                     self.peft = PeftModel.from_pretrained(loaded.model, str(info.path), adapter_name=info.name)

@@ -22,10 +22,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import FeatureUnion, Pipeline
+from typing import TYPE_CHECKING
 
 from medlora.data.records import QARecord
 from medlora.errors import MedloraError
@@ -38,6 +35,9 @@ from medlora.specialties import (
     specialties,
     split_variant,
 )
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,12 @@ class RouteDecision:
 
 
 def _pipeline(seed: int) -> Pipeline:
+    # scikit-learn (with SciPy) takes seconds to import: only a router that is trained needs it, so
+    # `medlora serve` reaches /health without it.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
     features = FeatureUnion([
         ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, strip_accents="unicode", min_df=1)),
         ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True,
