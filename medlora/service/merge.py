@@ -30,7 +30,7 @@ def merge_adapter(llm: LLMConfig, info: AdapterInfo, base_model_id: str, out_dir
     out = Path(out_dir)
     check_replaceable(out, markers=(MERGED_MARKER,), what="a merged model")
     fresh = load_base_model(llm.name, cache_dir=llm.cache_dir, target_modules=llm.target_modules,
-                            device=torch.device("cpu"))
+                            device=torch.device("cpu"), accept_terms=llm.accept_model_terms)
     merged = load_lora(fresh.model, info.path).merge_and_unload()
     merged.eval()
     with atomic_directory(out) as staging:
