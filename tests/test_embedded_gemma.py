@@ -112,6 +112,13 @@ def test_the_default_model_needs_no_acceptance_and_stays_the_default():
     assert MedloraConfig().models.llm.accept_model_terms is False
 
 
+def test_a_merged_gemma_carries_the_notice_the_terms_require():
+    assert embedded.terms_notice(NAME) == (
+        "Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms")
+    assert embedded.terms_notice("embedded:smollm2-135m-instruct") == ""
+    assert embedded.terms_notice("google/flan-t5-xl") == ""
+
+
 def test_the_config_key_is_strict():
     assert MedloraConfig().with_overrides({"models.llm.accept_model_terms": True}).models.llm.accept_model_terms
     with pytest.raises(ConfigError, match="unknown setting"):

