@@ -45,6 +45,9 @@ class LLMConfig(_Strict):
     quantization: QuantizationConfig = Field(default_factory=QuantizationConfig)
     cache_dir: str | None = None
     target_modules: list[str] | None = None
+    # Accept the license terms of a model that has them (embedded:gemma3-270m: the Gemma Terms of Use); such a
+    # model is refused without this (or its environment variable, e.g. MEDLORA_ACCEPT_GEMMA_TERMS=1).
+    accept_model_terms: bool = False
 
 
 class ModelsConfig(_Strict):

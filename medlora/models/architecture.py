@@ -50,6 +50,7 @@ _MLP: dict[str, list[str]] = {
     "llama": ["gate_proj", "up_proj", "down_proj"], "mistral": ["gate_proj", "up_proj", "down_proj"],
     "qwen2": ["gate_proj", "up_proj", "down_proj"], "qwen3": ["gate_proj", "up_proj", "down_proj"],
     "gemma": ["gate_proj", "up_proj", "down_proj"], "gemma2": ["gate_proj", "up_proj", "down_proj"],
+    "gemma3_text": ["gate_proj", "up_proj", "down_proj"],  # embedded:gemma3-270m
     "phi": ["fc1", "fc2"],
 }
 # ``training.lora_targets``: how much of each block gets a LoRA pair. qv is the original note's choice.

@@ -57,9 +57,13 @@ def load_base_model(
     cache_dir: str | Path | None = None,
     target_modules: list[str] | None = None,
     device: torch.device | None = None,
+    accept_terms: bool = False,
 ) -> LoadedModel:
-    """Resolve ``name`` and load model + tokenizer in float32 (or k-bit on CUDA when asked)."""
-    source = resolve_model(name, cache_dir)
+    """Resolve ``name`` and load model + tokenizer in float32 (or k-bit on CUDA when asked).
+
+    ``accept_terms``: the user accepted the terms of a model that has them (``models.llm.accept_model_terms``).
+    """
+    source = resolve_model(name, cache_dir, accept_terms=accept_terms)
     try:
         config = AutoConfig.from_pretrained(source.location)
         tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(source.location))
@@ -95,4 +99,5 @@ def load_from_config(llm: LLMConfig, device: torch.device | None = None) -> Load
         cache_dir=llm.cache_dir,
         target_modules=llm.target_modules,
         device=device,
+        accept_terms=llm.accept_model_terms,
     )

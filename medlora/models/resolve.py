@@ -24,10 +24,11 @@ class ResolvedModel:
     base_model_id: str
 
 
-def resolve_model(name: str, cache_dir: str | Path | None = None) -> ResolvedModel:
+def resolve_model(name: str, cache_dir: str | Path | None = None, *, accept_terms: bool = False) -> ResolvedModel:
+    """``accept_terms``: the user accepted the terms of an embedded model that has them (Gemma)."""
     if name.startswith(embedded.EMBEDDED_PREFIX):
         model = embedded.lookup(name)
-        location = embedded.ensure_converted(name, cache_dir)
+        location = embedded.ensure_converted(name, cache_dir, accept_terms=accept_terms)
         return ResolvedModel(name=name, location=str(location), kind="embedded", base_model_id=model.upstream_id)
     path = Path(name).expanduser()
     if path.exists():
@@ -37,8 +38,9 @@ def resolve_model(name: str, cache_dir: str | Path | None = None) -> ResolvedMod
         return ResolvedModel(name=name, location=str(path.resolve()), kind="local", base_model_id=str(path.resolve()))
     if name.count("/") == 1 and not name.startswith((".", "/")):
         return ResolvedModel(name=name, location=name, kind="hub", base_model_id=name)
+    known = ", ".join(embedded.EMBEDDED_PREFIX + key for key in embedded.EMBEDDED_MODELS)
     raise ModelNotAvailableError(
-        f"model '{name}' is neither an embedded model (embedded:smollm2-135m-instruct), "
+        f"model '{name}' is neither an embedded model ({known}), "
         "an existing local directory, nor a hub id like google/flan-t5-xl"
     )
 

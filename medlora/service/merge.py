@@ -11,6 +11,7 @@ from medlora import MEDICAL_DISCLAIMER
 from medlora.adapters.checks import load_lora
 from medlora.config import LLMConfig
 from medlora.fsutil import atomic_directory, check_replaceable
+from medlora.models.embedded import terms_notice
 from medlora.models.loading import load_base_model
 from medlora.service.registry import AdapterInfo
 
@@ -30,7 +31,7 @@ def merge_adapter(llm: LLMConfig, info: AdapterInfo, base_model_id: str, out_dir
     out = Path(out_dir)
     check_replaceable(out, markers=(MERGED_MARKER,), what="a merged model")
     fresh = load_base_model(llm.name, cache_dir=llm.cache_dir, target_modules=llm.target_modules,
-                            device=torch.device("cpu"))
+                            device=torch.device("cpu"), accept_terms=llm.accept_model_terms)
     merged = load_lora(fresh.model, info.path).merge_and_unload()
     merged.eval()
     with atomic_directory(out) as staging:
@@ -43,5 +44,7 @@ def merge_adapter(llm: LLMConfig, info: AdapterInfo, base_model_id: str, out_dir
             f"{MEDICAL_DISCLAIMER}\n",
             encoding="utf-8",
         )
+        if notice := terms_notice(llm.name):  # e.g. Gemma: every distribution carries a NOTICE file
+            (staging / "NOTICE").write_text(notice + "\n", encoding="utf-8")
     log.info("merged %s into %s", info.name, out)
     return out
