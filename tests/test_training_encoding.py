@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from helpers import make_pairs
 from transformers import AutoConfig
 
 from medlora.data.records import QARecord
 from medlora.models.architecture import describe_model
-from medlora.retrieval import SourceIndex, leakage_filter, sources_from_records
+from medlora.retrieval import SourceIndex, document_key, leakage_filter, sources_from_records
 from medlora.training.encoding import (
     IGNORE_INDEX,
     NOT_COVERED,
@@ -127,6 +128,35 @@ def test_related_rows_hide_the_own_passage_and_cite_another_document_on_the_same
     assert [t for _, t, _ in sources].count("Harlequin ichthyosis") == 1  # the rest are distractors
     oracle = grounded_rows([own], Grounding(fraction=1.0, related_only=0.0, top_k=3), seed=0, index=index)
     assert any("Parents are carriers" in text for _, _, text in oracle[0][1])
+
+
+def test_retrieval_order_shows_sources_as_the_search_ranks_them_and_changes_nothing_else():
+    own = _record("Is harlequin ichthyosis inherited?", "Harlequin ichthyosis is inherited in an autosomal "
+                  "recessive pattern. Parents are carriers.", "Harlequin ichthyosis")
+    annotation = QARecord("Harlequin ichthyosis inheritance", "Harlequin ichthyosis inheritance: autosomal "
+                          "recessive. Associated genes: ABCA12.", "hpo", focus="Harlequin ichthyosis",
+                          url="https://example.org/hpo/harlequin-ichthyosis")
+    others = [_record(f"Is {name} inherited?", f"{name} is inherited in an autosomal dominant pattern.", name)
+              for name in ("Lamellar ichthyosis", "Ichthyosis vulgaris", "Epidermolytic ichthyosis")]
+    index = SourceIndex.build(sources_from_records([own, annotation, *others], "medquad"))
+    ranked = [h.source.title for h in index.search(own.question, 12) if h.source.document != document_key(own)]
+    for related_only in (1.0, 0.0):
+        seen = set()
+        for seed in range(8):
+            grounding = Grounding(fraction=1.0, related_only=related_only, top_k=3, citation_style="lead")
+            ((_, shuffled, target),) = grounded_rows([own], grounding, seed=seed, index=index)
+            ordered = grounded_rows([own], replace(grounding, source_order="retrieval"), seed=seed, index=index)
+            ((_, sources, ordered_target),) = ordered
+            assert {t for _, t, x in sources} == {t for _, t, x in shuffled}  # the same sources, reordered
+            (cited,) = {int(n) for n in re.findall(r"\[(\d)\]", ordered_target)}
+            assert ordered_target.replace(f"[{cited}]", "[n]") == re.sub(r"\[\d\]", "[n]", target)
+            if related_only:  # the annotation and distractors in the search's order
+                titles = [t for _, t, _ in sources]
+                assert titles == sorted(titles, key=ranked.index)
+            else:  # the record's own passage (which the search would rank first) leads
+                assert "Parents are carriers" in sources[0][2] and cited == 1
+            seen.add(next(n for n, _, text in shuffled if "ABCA12" in text or "Parents are" in text))
+        assert len(seen) > 1  # shuffled rows put the cited source anywhere
 
 
 def test_sources_that_repeat_the_target_are_never_cited_under_the_overlap_limit():

@@ -87,6 +87,10 @@ class Grounding:
     # row would teach copying the source, which open-book use never rewards (the question's own page is never
     # in the index there). 1.0 keeps every source; below 1.0 the record's own passage is never cited either.
     max_source_overlap: float = 1.0
+    # "retrieval": sources in the order the search ranks them, as inference shows them — a model that cannot
+    # yet tell a supporting source from a look-alike learns where the supporting one usually is (first) instead
+    # of a uniform guess. The record's own passage (which the index would rank first) leads. "shuffled": random.
+    source_order: str = "shuffled"
 
 
 _WORD = re.compile(r"[a-z0-9]{3,}")
@@ -131,7 +135,7 @@ def grounded_rows(
         if grounding.fraction <= 0 or rng.random() >= grounding.fraction:
             rows.append((record, [], record.answer))
             continue
-        related, distractors = _retrieved(record, records, grounding.top_k, rng, index, mask)
+        related, distractors, ranks = _retrieved(record, records, grounding.top_k, rng, index, mask)
         if not distractors:
             rows.append((record, [], record.answer))
             continue
@@ -150,7 +154,9 @@ def grounded_rows(
         use_related = bool(related) and (not own or rng.random() < grounding.related_only)
         cited = related[0] if use_related else own[0]
         shown = [*distractors[: grounding.top_k - 1], cited]
-        rng.shuffle(shown)
+        rng.shuffle(shown)  # drawn in both orders, so switching the order changes nothing else of the row
+        if grounding.source_order == "retrieval":
+            shown = sorted(shown, key=lambda s: -1 if s is cited and not use_related else ranks.get(s.source_id, 0))
         rows.append((record, _numbered(shown),
                      cite_in_answer(record.answer, shown.index(cited) + 1, grounding.citation_style)))
     return rows
@@ -161,9 +167,11 @@ def _numbered(sources: Sequence[Source]) -> list[tuple[int, str, str]]:
 
 
 def _retrieved(record: QARecord, records: Sequence[QARecord], k: int, rng: random.Random,
-               index: SourceIndex | None, mask: np.ndarray | None) -> tuple[list[Source], list[Source]]:
-    """``(related, distractors)``: other documents on the record's disease, and up to ``k`` sources that look
-    relevant to it but are not about its disease. The record's own document is in neither."""
+               index: SourceIndex | None, mask: np.ndarray | None,
+               ) -> tuple[list[Source], list[Source], dict[str, int]]:
+    """``(related, distractors, ranks)``: other documents on the record's disease, up to ``k`` sources that look
+    relevant to it but are not about its disease, and each one's rank in the search (0 = best). The record's
+    own document is in neither."""
     own_document = document_key(record)
 
     def same_disease(source: Source) -> bool:
@@ -171,9 +179,11 @@ def _retrieved(record: QARecord, records: Sequence[QARecord], k: int, rng: rando
 
     if index is not None:
         hits = [h.source for h in index.search(record.question, 4 * k, mask=mask) if h.source.document != own_document]
-        return [s for s in hits if same_disease(s)], [s for s in hits if not same_disease(s)][:k]
+        ranks = {s.source_id: rank for rank, s in enumerate(hits)}
+        return [s for s in hits if same_disease(s)], [s for s in hits if not same_disease(s)][:k], ranks
     pool = [o for o in rng.sample(list(records), min(len(records), 4 * k)) if o.split_group() != record.split_group()]
-    return [], [s for s, _ in sources_from_records(pool, "train") if not same_disease(s)][:k]
+    found = [s for s, _ in sources_from_records(pool, "train") if not same_disease(s)][:k]
+    return [], found, {s.source_id: rank for rank, s in enumerate(found)}
 
 
 def build_dataset(

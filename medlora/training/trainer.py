@@ -69,7 +69,7 @@ def _precision_flags(configured: str = "auto") -> dict[str, Any]:
 
 def grounding_of(tcfg: Any) -> Grounding:
     return Grounding(tcfg.grounded_fraction, tcfg.distractor_only_fraction, tcfg.related_only_fraction,
-                     tcfg.top_k_sources, tcfg.citation_style, tcfg.max_source_overlap)
+                     tcfg.top_k_sources, tcfg.citation_style, tcfg.max_source_overlap, tcfg.source_order)
 
 
 def training_index(cfg: MedloraConfig, data_dir: str | Path) -> dict[str, Any]:
@@ -275,7 +275,7 @@ def save_adapter(
                 "distractor_only_fraction": tcfg.distractor_only_fraction,
                 "related_only_fraction": tcfg.related_only_fraction, "top_k_sources": tcfg.top_k_sources,
                 "citation_style": tcfg.citation_style, "max_source_overlap": tcfg.max_source_overlap,
-                "seed": tcfg.seed,
+                "source_order": tcfg.source_order, "seed": tcfg.seed,
             },
             "training": _result_summary(result),
             "data": {k: manifest.get(k) for k in ("dataset_hash", "counts", "sources", "filters")},
