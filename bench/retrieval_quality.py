@@ -9,7 +9,11 @@ question's condition (the citation metric's rule). Reported per title-match weig
 
 - ``relevant@1`` — the first source is relevant (what a model that cites ``[1]`` gets right);
 - ``hit@3`` — at least one of the three shown is relevant;
-- ``precision@3`` — the share of the three that are relevant.
+- ``precision@3`` — the share of the three that are relevant;
+- ``copy@1`` and ``best copy@3`` — the ROUGE-L (the evaluation's own metric) of source [1]'s text, and of the
+  best of the three, against the question's reference answer: what an answer that copied one shown source
+  verbatim would score open-book. ``copy@1`` is what a model that recites [1] gets; ``best copy@3`` is a ceiling
+  no model reaches without knowing the reference (the best source is often not about the condition at all).
 
 Each figure carries a 95 % bootstrap interval over questions; the weight is chosen on dermatology.
 
@@ -31,6 +35,8 @@ from medlora.config import load_config
 from medlora.data.prepare import load_split, prepare_dataset
 from medlora.specialties import english_builtin_specialties
 from medlora.retrieval import SourceIndex, configured_index, held_out_documents
+from medlora.evaluation.metrics.text_overlap import RougeL
+from medlora.evaluation.metrics.base import EvalSample
 from medlora.retrieval.relevance import about_condition
 
 WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
@@ -47,26 +53,33 @@ def _interval(values: list[float], resamples: int = 2000, seed: int = 0) -> dict
 def measure(index: SourceIndex, data_dir: Path, weight: float) -> dict[str, Any]:
     records = [r for r in load_split(data_dir, "validation") if r.focus]
     mask = index.mask(held_out_documents(load_split(data_dir, "validation")))
-    first, any3, share3 = [], [], []
+    rouge = RougeL()
+    first, any3, share3, copy1, best3 = [], [], [], [], []
     for record in records:
         hits = index.search(record.question, K, mask=mask, title_weight=weight)
         relevant = [about_condition(h.source, record.focus, record.synonyms, record.cuis) for h in hits]
         first.append(float(bool(relevant) and relevant[0]))
         any3.append(float(any(relevant)))
         share3.append(sum(relevant) / K)
+        copied = [rouge.value(EvalSample(record, h.source.text)) or 0.0 for h in hits]
+        copy1.append(copied[0] if copied else 0.0)
+        best3.append(max(copied, default=0.0))
     return {"questions": len(records), "relevant@1": _interval(first), "hit@3": _interval(any3),
-            "precision@3": _interval(share3)}
+            "precision@3": _interval(share3), "copy@1": _interval(copy1), "best copy@3": _interval(best3)}
 
 
 def render_markdown(result: dict[str, Any]) -> str:
     lines = [f"Validation splits, every document of the split masked (open-book), top {K}; 95 % bootstrap "
              "intervals over questions. Weight 0 = plain BM25.", "",
-             "| specialty | questions | title-match weight | relevant@1 | hit@3 | precision@3 |",
-             "| --- | ---: | ---: | --- | --- | --- |"]
+             "| specialty | questions | title-match weight | relevant@1 | hit@3 | precision@3 | copy@1 ROUGE-L | "
+             "best copy@3 ROUGE-L |",
+             "| --- | ---: | ---: | --- | --- | --- | --- | --- |"]
     for specialty, rows in result["specialties"].items():
         for weight, row in rows.items():
             cells = [f"{100 * row[m]['mean']:.0f} % [{100 * row[m]['low']:.0f}, {100 * row[m]['high']:.0f}]"
                      for m in ("relevant@1", "hit@3", "precision@3")]
+            cells += [f"{row[m]['mean']:.3f} [{row[m]['low']:.3f}, {row[m]['high']:.3f}]"
+                      for m in ("copy@1", "best copy@3") if m in row]
             lines.append(f"| {specialty} | {row['questions']} | {weight} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -101,4 +101,9 @@ def test_retrieval_bench_masks_the_split_and_counts_sources_about_the_condition(
              for i, r in enumerate(validation)]
     with_twins = SourceIndex.build(sources_from_records([*records, *twins], "medquad"))
     for weight in (0.0, 0.5):
-        assert retrieval_quality.measure(with_twins, data_dir, weight)["relevant@1"]["mean"] == 1.0
+        measured = retrieval_quality.measure(with_twins, data_dir, weight)
+        assert measured["relevant@1"]["mean"] == 1.0
+        # Each twin repeats its reference word for word: copying source [1] would score a perfect ROUGE-L.
+        assert measured["copy@1"]["mean"] == pytest.approx(1.0)
+        assert measured["best copy@3"]["mean"] == pytest.approx(1.0)
+    assert result["copy@1"]["mean"] < 1.0 and result["best copy@3"]["mean"] >= result["copy@1"]["mean"]
