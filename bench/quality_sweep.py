@@ -86,7 +86,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "top15-lr1e-3-lead-len448": {**LEAD, "training.max_length": 448},
     "lead-retrieval-order": {**LEAD, "training.source_order": "retrieval"},
     "lead-retrieval-order-lr2e-3": {**LEAD, "training.source_order": "retrieval", "training.learning_rate": 2e-3},
-    "sentence-retrieval-order": {**LEAD, "training.source_order": "retrieval", "training.citation_style": "sentence"},
+    "sentence-retrieval-order-lr2e-3": {**LEAD, "training.source_order": "retrieval", "training.learning_rate": 2e-3,
+                                        "training.citation_style": "sentence"},
     "all-linear-r16-grounded0.9": {**ALL_LINEAR_R16, "training.learning_rate": 5e-4,
                                    "training.grounded_fraction": 0.9},
 }

@@ -112,7 +112,7 @@ class TrainingConfig(_Strict):
     max_source_overlap: float = Field(1.0, gt=0.0, le=1.0)
     # The order grounded rows show their sources in: "retrieval" = the search's ranking, as the bot and
     # evaluation show them (the cited source sits where retrieval puts it); "shuffled" = a random position.
-    source_order: Literal["retrieval", "shuffled"] = "shuffled"
+    source_order: Literal["retrieval", "shuffled"] = "retrieval"
     top_k_sources: int = Field(3, ge=1, le=9)
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
