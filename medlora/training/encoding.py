@@ -127,7 +127,8 @@ def grounded_rows(
 
     With ``max_source_overlap`` below 1, a source that nearly repeats the target is never the one cited; a row
     left with none becomes closed-book. Without an index, distractors are other records of the training set.
-    The rest are closed-book rows.
+    The rest are closed-book rows. The shown sources are in a random order, or with ``source_order`` =
+    "retrieval" in the search's ranking, as inference shows them.
     """
     rng = random.Random(seed)
     rows: list[Row] = []
