@@ -1,4 +1,5 @@
-"""Shared helpers of the benchmarks: paired timing with 95 % intervals, RSS, and the machine description."""
+"""Shared helpers of the benchmarks: paired timing with 95 % intervals, RSS, the machine description, and the
+prepared data a benchmark reads."""
 
 from __future__ import annotations
 
@@ -12,10 +13,22 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import psutil
 import torch
+
+from medlora.config import MedloraConfig
+from medlora.data.prepare import prepare_dataset
+
+
+def ensure_prepared(cfg: MedloraConfig, specialty: str) -> Path:
+    """``specialty``'s prepared data directory under ``cfg``, prepared with medlora's prepare if missing."""
+    out = Path(cfg.data.output_dir.format(specialty=specialty))
+    if not (out / "manifest.json").is_file():
+        prepare_dataset(cfg.with_overrides({"data.specialty": specialty}).data, output_dir=out)
+    return out
 
 
 def wall(fn: Callable[[], Any]) -> float:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from peft import PeftModel
-from quality_sweep import METRICS, MODES, _cell, ensure_prepared
+from common import ensure_prepared
+from quality_sweep import METRICS, MODES, _cell
 from rich.progress import Progress
 
 from medlora.config import load_config

@@ -33,10 +33,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from common import ensure_prepared
 
 from medlora.config import load_config
 from medlora.data.language import detect_language
-from medlora.data.prepare import load_manifest, load_split, prepare_dataset
+from medlora.data.prepare import load_manifest, load_split
 from medlora.data.records import QARecord
 from medlora.evaluation.bootstrap import paired_bootstrap
 from medlora.evaluation.metrics import get_metric
@@ -56,15 +57,6 @@ ECHO = re.compile(r"\n\s*(Question|Answer)\s*:")
 
 def cut_at_echo(text: str) -> str:
     return ECHO.split(text, maxsplit=1)[0].strip()
-
-
-def ensure_prepared(config: str | None) -> Path:
-    """The prepared French set (prepared here once, with medlora's prepare, if missing)."""
-    cfg = load_config(config).with_overrides({"data.specialty": SPECIALTY})
-    out = Path(cfg.data.output_dir.format(specialty=SPECIALTY))
-    if not (out / "manifest.json").is_file():
-        prepare_dataset(cfg.data, output_dir=out)
-    return out
 
 
 def pick_questions(data_dir: Path, splits: list[str], n: int) -> list[tuple[str, QARecord]]:
@@ -114,7 +106,7 @@ def summarise(samples: list[EvalSample]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    data_dir = ensure_prepared(args.config)
+    data_dir = ensure_prepared(load_config(args.config), SPECIALTY)
     picked = pick_questions(data_dir, args.splits.split(","), args.n)
     questions = [record for _, record in picked]
     runs: dict[str, dict[str, Any]] = {}

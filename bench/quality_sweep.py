@@ -31,11 +31,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common import ensure_prepared
 from peft import PeftModel
 from rich.progress import Progress
 
 from medlora.config import MedloraConfig, load_config
-from medlora.data.prepare import prepare_dataset
 from medlora.evaluation.context import build_context, cache_dir
 from medlora.evaluation.results import write_predictions
 from medlora.evaluation.forgetting import OutsideSet, build_outside, run_outside, score_outside
@@ -122,13 +122,6 @@ def base_config(args: argparse.Namespace) -> MedloraConfig:
         "evaluation.outside_samples": args.outside_samples,
         "evaluation.reading_checks": args.reading_checks,
     })
-
-
-def ensure_prepared(cfg: MedloraConfig, specialty: str) -> Path:
-    out = Path(cfg.data.output_dir.format(specialty=specialty))
-    if not (out / "manifest.json").is_file():
-        prepare_dataset(cfg.with_overrides({"data.specialty": specialty}).data, output_dir=out)
-    return out
 
 
 def summarise_variant(name: str, overrides: dict[str, Any], train: Any, scores: dict[str, dict[str, Any]],

@@ -31,8 +31,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common import ensure_prepared
+
 from medlora.config import load_config
-from medlora.data.prepare import load_split, prepare_dataset
+from medlora.data.prepare import load_split
 from medlora.specialties import english_builtin_specialties
 from medlora.retrieval import SourceIndex, configured_index, held_out_documents
 from medlora.evaluation.metrics.text_overlap import RougeL
@@ -96,9 +98,7 @@ def main() -> None:
     result: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                               "passages": len(index.sources), "k": K, "specialties": {}}
     for specialty in english_builtin_specialties():
-        data_dir = Path(cfg.data.output_dir.format(specialty=specialty))
-        if not (data_dir / "manifest.json").is_file():
-            prepare_dataset(cfg.with_overrides({"data.specialty": specialty}).data, output_dir=data_dir)
+        data_dir = ensure_prepared(cfg, specialty)
         result["specialties"][specialty] = {str(w): measure(index, data_dir, w) for w in WEIGHTS}
         print(specialty, {w: round(r["relevant@1"]["mean"], 3) for w, r in result["specialties"][specialty].items()},
               flush=True)
