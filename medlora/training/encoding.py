@@ -156,8 +156,8 @@ def grounded_rows(
         cited = related[0] if use_related else own[0]
         shown = [*distractors[: grounding.top_k - 1], cited]
         rng.shuffle(shown)  # drawn in both orders, so switching the order changes nothing else of the row
-        if grounding.source_order == "retrieval":
-            shown = sorted(shown, key=lambda s: -1 if s is cited and not use_related else ranks.get(s.source_id, 0))
+        if grounding.source_order == "retrieval":  # the own passage is not a search hit: it leads, as it would
+            shown = sorted(shown, key=lambda s: -1 if s is cited and not use_related else ranks[s.source_id])
         rows.append((record, _numbered(shown),
                      cite_in_answer(record.answer, shown.index(cited) + 1, grounding.citation_style)))
     return rows
