@@ -267,6 +267,46 @@ def test_score_options_matches_a_single_sequence_forward(arch, tiny_llama_dir, t
     assert score_options(loaded.model, loaded.tokenizer, loaded.spec, prompt, []) == []
 
 
+def _full_sequence_loglikelihood(model, context: list[int], cont: list[int]) -> float:
+    """The reference: prompt + option as one sequence, no cache (how harnesses score an option)."""
+    import torch
+
+    with torch.inference_mode():
+        logits = model(input_ids=torch.tensor([context + cont])).logits[0].float()
+    logprobs = torch.log_softmax(logits, dim=-1)
+    return float(sum(logprobs[len(context) - 1 + j, t] for j, t in enumerate(cont)))
+
+
+@pytest.mark.parametrize("with_lora", [False, True])
+def test_score_options_on_a_shared_cache_equals_full_sequences(with_lora, tiny_llama_dir):
+    """Reading the prompt once (KV cache copied per option) scores exactly what one sequence per option does,
+    for multi-token options, a one-token option, and through a PEFT-wrapped model (the adapter's run)."""
+    from peft import LoraConfig, get_peft_model
+
+    from medlora.models.loading import load_base_model
+
+    loaded = load_base_model(str(tiny_llama_dir))
+    model = loaded.model
+    if with_lora:
+        model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model.eval()
+    tok = loaded.tokenizer
+    prompt = "Question: A patient has silvery plaques on the elbows. Diagnosis?\nAnswer:"
+    options = ["psoriasis", "basal cell carcinoma", "Yes"]
+    scores = score_options(model, tok, loaded.spec, prompt, options)
+    context = tok(prompt)["input_ids"]
+    for option, score in zip(options, scores, strict=True):
+        cont = tok(" " + option, add_special_tokens=False)["input_ids"]
+        assert score.loglikelihood == pytest.approx(_full_sequence_loglikelihood(model, context, cont), abs=1e-4)
+    single = [o for o in ("Yes", "No") if len(tok(" " + o, add_special_tokens=False)["input_ids"]) == 1]
+    if len(single) == 2:  # the one-pass path: no option longer than one token
+        yes_no = score_options(model, tok, loaded.spec, prompt, single)
+        for option, score in zip(single, yes_no, strict=True):
+            cont = tok(" " + option, add_special_tokens=False)["input_ids"]
+            assert score.loglikelihood == pytest.approx(_full_sequence_loglikelihood(model, context, cont),
+                                                        abs=1e-4)
+
+
 # --- latency and memory ---------------------------------------------------------------------------------
 
 

@@ -1,8 +1,8 @@
 """Multiple choice by log-likelihood, like lm-evaluation-harness ``acc`` / ``acc_norm``.
 
 Each option is scored as the sum of the log-probabilities of its tokens given the prompt (teacher forcing),
-for decoder-only models (prompt + option in one sequence) and encoder-decoder models (prompt to the
-encoder, option as decoder labels). ``acc_norm`` divides that sum by the option's length in characters, so
+for decoder-only models (the prompt read once, each option scored on a copy of its KV cache) and
+encoder-decoder models (prompt to the encoder, option as decoder labels). ``acc_norm`` divides that sum by the option's length in characters, so
 long disease names are not penalised for having more tokens.
 """
 
@@ -43,7 +43,11 @@ def score_options(
     options: Sequence[str],
     max_prompt_tokens: int = 1024,
 ) -> list[OptionScore]:
-    """Log-likelihood of each option given ``prompt`` (one forward pass for all options)."""
+    """Log-likelihood of each option given ``prompt``.
+
+    Decoder-only models read the prompt once and score every option on a copy of its KV cache, so a vignette
+    with five options costs one prompt forward, not five (and a one-token "Yes"/"No" needs no second pass).
+    """
     if not options:
         return []
     device = next(model.parameters()).device
@@ -69,20 +73,34 @@ def score_options(
         gathered = logprobs.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask
         totals = gathered.sum(dim=-1).tolist()
     else:
-        sequences = [context + cont for cont in continuations]
-        width = max(len(s) for s in sequences)
-        input_ids = torch.full((len(options), width), pad, dtype=torch.long, device=device)
-        attention = torch.zeros_like(input_ids)
-        for row, seq in enumerate(sequences):  # right padding: positions line up with the context
-            input_ids[row, : len(seq)] = torch.tensor(seq)
-            attention[row, : len(seq)] = 1
-        logits = model(input_ids=input_ids, attention_mask=attention).logits
-        logprobs = torch.log_softmax(logits.float(), dim=-1)
-        totals = []
-        start = len(context)
-        for row, cont in enumerate(continuations):
-            # the token at position p is predicted by the logits at position p - 1
-            predicted = logprobs[row, start - 1 : start - 1 + len(cont)]
-            target = torch.tensor(cont, device=device).unsqueeze(-1)
-            totals.append(float(predicted.gather(-1, target).sum()))
+        totals = _decoder_totals(model, context, continuations, pad, device)
     return [OptionScore(float(t), len(o)) for t, o in zip(totals, options, strict=True)]
+
+
+def _decoder_totals(model: torch.nn.Module, context: list[int], continuations: list[list[int]], pad: int,
+                    device: torch.device) -> list[float]:
+    """Sum of each continuation's token log-probabilities after ``context``, the context read once."""
+    out = model(input_ids=torch.tensor([context], device=device), use_cache=True)
+    first = torch.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts each continuation's first token
+    totals = [float(first[cont[0]]) for cont in continuations]
+    width = max(len(c) for c in continuations) - 1
+    if width <= 0:
+        return totals
+    # transformers renamed ``past_key_values`` to ``cache`` during 5.x; the output says which this one takes.
+    cache_name = "cache" if getattr(out, "cache", None) is not None else "past_key_values"
+    cache = getattr(out, cache_name)
+    cache.batch_repeat_interleave(len(continuations))
+    # Every continuation but its last token, right-padded: the positions after the context line up.
+    input_ids = torch.full((len(continuations), width), pad, dtype=torch.long, device=device)
+    attention = torch.zeros((len(continuations), len(context) + width), dtype=torch.long, device=device)
+    attention[:, : len(context)] = 1
+    for row, cont in enumerate(continuations):
+        input_ids[row, : len(cont) - 1] = torch.tensor(cont[:-1])
+        attention[row, len(context) : len(context) + len(cont) - 1] = 1
+    logits = model(input_ids=input_ids, attention_mask=attention, use_cache=True, **{cache_name: cache}).logits
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    for row, cont in enumerate(continuations):
+        if len(cont) > 1:  # the logits at position j predict the continuation's token j + 1
+            target = torch.tensor(cont[1:], device=device).unsqueeze(-1)
+            totals[row] += float(logprobs[row, : len(cont) - 1].gather(-1, target).sum())
+    return totals
