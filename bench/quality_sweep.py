@@ -202,7 +202,8 @@ def _fingerprint(args: argparse.Namespace, data_dir: Path, shown: str) -> str:
 
 
 def _shown_sources(ctx: Any) -> str:
-    return hashlib.sha256(json.dumps({m: [[s.source_id for s in shown] for shown in per_record]
+    """Which sources, with which text, every question is shown (the snippet length changes the text alone)."""
+    return hashlib.sha256(json.dumps({m: [[[s.source_id, s.text] for s in shown] for shown in per_record]
                                       for m, per_record in ctx.modes.items()}, sort_keys=True).encode()).hexdigest()
 
 

@@ -36,9 +36,12 @@ def _losses(model, tokenizer, rows):
     return model(**padded).loss, model(**packed).loss, padded, packed
 
 
+@pytest.mark.parametrize("answer_logits_only", [True, False])
 @pytest.mark.parametrize("attention", ["sdpa", "eager"])
-def test_packed_loss_and_gradients_equal_padded(attention, tiny_llama_dir, tiny_tokenizer, one_torch_thread):
-    """Same loss within 1e-4, and the same LoRA gradients: nothing leaks between packed examples."""
+def test_packed_loss_and_gradients_equal_padded(attention, answer_logits_only, tiny_llama_dir, tiny_tokenizer,
+                                                one_torch_thread):
+    """Same loss within 1e-4, and the same LoRA gradients: nothing leaks between packed examples, and computing
+    logits for the answer positions alone changes neither."""
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation=attention)
     spec = describe_model(model.config)
     peft_model = get_peft_model(model, build_lora_config(TrainingConfig(lora_dropout=0.0), spec))
@@ -50,7 +53,7 @@ def test_packed_loss_and_gradients_equal_padded(attention, tiny_llama_dir, tiny_
     assert len({len(r["input_ids"]) for r in rows}) > 1, "examples must differ in length to test padding"
 
     padded = padded_collator(tiny_tokenizer)(rows)
-    packed = PackedCollator()(rows)
+    packed = PackedCollator(answer_logits_only=answer_logits_only)(rows)
     assert packed["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows))
     assert (padded["attention_mask"] == 0).any(), "the padded batch should contain padding"
 
@@ -65,6 +68,10 @@ def test_packed_loss_and_gradients_equal_padded(attention, tiny_llama_dir, tiny_
     # Supervised tokens are the same set: answer tokens only, and never an example's first token.
     supervised_padded = int((padded["labels"] != IGNORE_INDEX).sum())
     assert int((packed["labels"] != IGNORE_INDEX).sum()) == supervised_padded
+    if answer_logits_only:  # one row of logits per supervised token, far fewer than the packed tokens
+        with torch.no_grad():
+            logits = peft_model(**packed).logits
+        assert logits.shape[-2] == supervised_padded < packed["input_ids"].shape[1]
 
 
 def test_packed_example_does_not_see_its_neighbour(tiny_llama_dir, tiny_tokenizer, one_torch_thread):
@@ -72,14 +79,16 @@ def test_packed_example_does_not_see_its_neighbour(tiny_llama_dir, tiny_tokenize
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     spec = describe_model(model.config)
     rows = _rows(tiny_tokenizer, spec)[:2]
-    packed = PackedCollator()(rows)
+    packed = PackedCollator(answer_logits_only=False)(rows)  # every position's logits, to compare them
     with torch.no_grad():
         together = model(**packed).logits[0, len(rows[0]["input_ids"]):]
         alone = model(input_ids=torch.tensor([rows[1]["input_ids"]])).logits[0]
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
 
 
-def test_trainer_loss_is_the_same_packed_or_padded(tiny_llama_dir, tiny_tokenizer, tmp_path, one_torch_thread):
+@pytest.mark.parametrize("answer_logits_only", [True, False])
+def test_trainer_loss_is_the_same_packed_or_padded(answer_logits_only, tiny_llama_dir, tiny_tokenizer, tmp_path,
+                                                   one_torch_thread):
     """Through Trainer.compute_loss (its token-count normalisation included), packed == padded."""
     from datasets import Dataset
 
@@ -87,7 +96,8 @@ def test_trainer_loss_is_the_same_packed_or_padded(tiny_llama_dir, tiny_tokenize
     spec = describe_model(model.config)
     rows = _rows(tiny_tokenizer, spec)
     losses = {}
-    for name, collator in {"padded": padded_collator(tiny_tokenizer), "packed": PackedCollator()}.items():
+    packed = PackedCollator(answer_logits_only=answer_logits_only)
+    for name, collator in {"padded": padded_collator(tiny_tokenizer), "packed": packed}.items():
         args = TrainingArguments(output_dir=str(tmp_path / name), per_device_eval_batch_size=4, report_to=[],
                                  use_cpu=True, remove_unused_columns=False, label_names=["labels"])
         trainer = Trainer(model=model, args=args, data_collator=collator, eval_dataset=Dataset.from_list(rows))
@@ -111,7 +121,8 @@ def test_auto_falls_back_to_grouping_when_the_model_ignores_packing(tiny_llama_d
     spec = describe_model(model.config)
     rows = _rows(tiny_tokenizer, spec)
     assert packing_matches_padding(model, rows, tiny_tokenizer)
-    assert plan_batching("auto", spec, tiny_tokenizer, model, rows).strategy == "packed"
+    plan = plan_batching("auto", spec, tiny_tokenizer, model, rows)
+    assert plan.strategy == "packed" and plan.collator.answer_logits_only
     broken = _IgnoresPositions(model)
     assert not packing_matches_padding(broken, rows, tiny_tokenizer)
     plan = plan_batching("auto", spec, tiny_tokenizer, broken, rows)

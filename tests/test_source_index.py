@@ -34,3 +34,25 @@ def test_an_index_whose_passages_do_not_match_its_documents_is_refused(tmp_path)
     with pytest.raises(ValueError, match="3 passages for 4 indexed documents"):
         SourceIndex.load(tmp_path / "index")
     assert json.loads(lines[0])["source_id"] == "test:0"
+
+
+def test_the_index_cache_is_rebuilt_when_the_snippet_length_changes(tmp_path, monkeypatch):
+    """Passage texts are snippets: a cache built with another snippet length must not be reused."""
+    from medlora.data import records
+    from medlora.retrieval.corpus import _fingerprint
+
+    inputs = [tmp_path]
+    before = _fingerprint(inputs)
+    assert _fingerprint(inputs) == before
+    monkeypatch.setattr(records, "SNIPPET_CHARS", records.SNIPPET_CHARS + 100)
+    assert _fingerprint(inputs) != before
+
+
+def test_a_snippet_is_cut_at_a_word_within_the_limit():
+    from medlora.data.records import SNIPPET_CHARS, snippet
+
+    text = "Psoriasis is a chronic inflammatory skin disease. " * 20
+    cut = snippet(text)
+    assert cut.endswith(" …") and len(cut) <= SNIPPET_CHARS + 2
+    assert text.startswith(cut[:-2]) and text[len(cut) - 2] == " "  # ends where a word ends
+    assert snippet("Short passage.") == "Short passage."

@@ -9,7 +9,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 _WS = re.compile(r"\s+")
-SNIPPET_CHARS = 500  # what a prompt shows of one source
+# What a prompt shows of one source. 200, not 500: a grounded training row (max length 320, two thirds of it
+# for the prompt) fits its three sources by cutting each to a median 150 characters, so 500-character sources
+# at inference were a prompt the adapter never trained on — and open-book prefill was most of the evaluation's
+# time. Chosen on the validation split (docs/RESULTS.md, round 6).
+SNIPPET_CHARS = 200
 _TAG = re.compile(r"<[^>]{1,200}>")
 # Page templates that NIH answers carry and that a model must not learn to recite: in a MedQuAD "symptoms"
 # answer the Human Phenotype Ontology frame is most of the text, and NCI pages repeat the same clinical-trial
@@ -132,7 +136,7 @@ def normalise(text: str) -> str:
 
 
 def snippet(text: str) -> str:
-    """The first ~500 characters of a source, cut at a word: what a prompt shows of it."""
+    """The first ``SNIPPET_CHARS`` characters of a source, cut at a word: what a prompt shows of it."""
     text = clean_answer(text)
     if len(text) <= SNIPPET_CHARS:
         return text

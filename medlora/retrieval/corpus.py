@@ -17,6 +17,7 @@ from pathlib import Path
 
 from medlora.config import MedloraConfig
 from medlora.data.prepare import BUILTIN_LICENSE
+from medlora.data import records as records_module
 from medlora.data.records import QARecord, clean_answer, normalise, snippet
 from medlora.data.sources import abstracts as abstracts_source
 from medlora.data.sources import hpo as hpo_source
@@ -149,7 +150,8 @@ def collect_default_documents(medquad_dir: Path | None, abstracts_csv: Path | No
 
 
 def _fingerprint(paths: Sequence[Path]) -> str:
-    digest = hashlib.sha256(f"format-{INDEX_FORMAT}".encode())
+    # The snippet length decides every stored passage text: a cache built with another one is stale.
+    digest = hashlib.sha256(f"format-{INDEX_FORMAT}-snippet-{records_module.SNIPPET_CHARS}".encode())
     sets = builtin_sets()
     # Every built-in set is called qa.jsonl: the specialty names tell them apart.
     digest.update(",".join(name for name, _ in sets).encode())

@@ -189,6 +189,7 @@ def train_adapter(
         seed=tcfg.seed,
         data_seed=tcfg.seed,
         label_names=["labels"],
+        prediction_loss_only=True,  # evaluation needs the loss alone: no logits gathered over the eval set
         remove_unused_columns=False,
         dataloader_pin_memory=torch.cuda.is_available(),
         use_cpu=not torch.cuda.is_available(),
