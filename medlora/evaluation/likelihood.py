@@ -2,8 +2,8 @@
 
 Each option is scored as the sum of the log-probabilities of its tokens given the prompt (teacher forcing),
 for decoder-only models (the prompt read once, each option scored on a copy of its KV cache) and
-encoder-decoder models (prompt to the encoder, option as decoder labels). ``acc_norm`` divides that sum by the option's length in characters, so
-long disease names are not penalised for having more tokens.
+encoder-decoder models (prompt to the encoder, option as decoder labels). ``acc_norm`` divides that sum by the
+option's length in characters, so long disease names are not penalised for having more tokens.
 """
 
 from __future__ import annotations
