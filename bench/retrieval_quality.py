@@ -5,17 +5,19 @@ For every English specialty's prepared VALIDATION split (the test split is never
 searched in the default index with every document of that split masked, exactly as open-book evaluation does,
 and a source counts as relevant when :func:`medlora.retrieval.relevance.about_condition` says it is about the
 question's condition (the citation metric's rule). Reported per title-match weight
-(:data:`medlora.retrieval.index.TITLE_MATCH_WEIGHT`; 0 = plain BM25):
+(:data:`medlora.retrieval.index.TITLE_MATCH_WEIGHT`; 0 = plain BM25) and per minimum title match
+(:data:`medlora.retrieval.index.MIN_TITLE_MATCH`, config ``service.min_source_match``; 0 = always three sources):
 
-- ``relevant@1`` — the first source is relevant (what a model that cites ``[1]`` gets right);
-- ``hit@3`` — at least one of the three shown is relevant;
-- ``precision@3`` — the share of the three that are relevant;
+- ``shown`` — the share of questions shown at least one source (the rest are answered without sources);
+- ``relevant@1`` — of those, the first source is relevant (what a model that cites ``[1]`` gets right);
+- ``hit@3`` — of those, at least one source shown is relevant;
+- ``precision@3`` — of those, the share of the shown sources that are relevant;
 - ``copy@1`` and ``best copy@3`` — the ROUGE-L (the evaluation's own metric) of source [1]'s text, and of the
   best of the three, against the question's reference answer: what an answer that copied one shown source
   verbatim would score open-book. ``copy@1`` is what a model that recites [1] gets; ``best copy@3`` is a ceiling
   no model reaches without knowing the reference (the best source is often not about the condition at all).
 
-Each figure carries a 95 % bootstrap interval over questions; the weight is chosen on dermatology.
+Each figure carries a 95 % bootstrap interval over questions; the settings are chosen on dermatology.
 
 Usage::
 
@@ -41,48 +43,56 @@ from medlora.evaluation.metrics.text_overlap import RougeL
 from medlora.evaluation.metrics.base import EvalSample
 from medlora.retrieval.relevance import about_condition
 
-WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0)
+WEIGHTS = (0.0, 0.5, 2.0)
+MIN_MATCHES = (0.0, 0.34, 0.5, 0.67)
 K = 3
 
 
 def _interval(values: list[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    if not values:
+        return {"mean": 0.0, "low": 0.0, "high": 0.0}
     rng = random.Random(seed)
     n = len(values)
     means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
     return {"mean": sum(values) / n, "low": means[int(0.025 * resamples)], "high": means[int(0.975 * resamples)]}
 
 
-def measure(index: SourceIndex, data_dir: Path, weight: float) -> dict[str, Any]:
+def measure(index: SourceIndex, data_dir: Path, weight: float, min_match: float) -> dict[str, Any]:
     records = [r for r in load_split(data_dir, "validation") if r.focus]
     mask = index.mask(held_out_documents(load_split(data_dir, "validation")))
     rouge = RougeL()
-    first, any3, share3, copy1, best3 = [], [], [], [], []
+    shown, first, any3, share3, copy1, best3 = [], [], [], [], [], []
     for record in records:
-        hits = index.search(record.question, K, mask=mask, title_weight=weight)
+        hits = index.search(record.question, K, mask=mask, title_weight=weight, min_title_match=min_match)
+        shown.append(float(bool(hits)))
+        if not hits:
+            continue
         relevant = [about_condition(h.source, record.focus, record.synonyms, record.cuis) for h in hits]
-        first.append(float(bool(relevant) and relevant[0]))
+        first.append(float(relevant[0]))
         any3.append(float(any(relevant)))
-        share3.append(sum(relevant) / K)
+        share3.append(sum(relevant) / len(relevant))
         copied = [rouge.value(EvalSample(record, h.source.text)) or 0.0 for h in hits]
         copy1.append(copied[0] if copied else 0.0)
         best3.append(max(copied, default=0.0))
-    return {"questions": len(records), "relevant@1": _interval(first), "hit@3": _interval(any3),
-            "precision@3": _interval(share3), "copy@1": _interval(copy1), "best copy@3": _interval(best3)}
+    return {"questions": len(records), "shown": _interval(shown), "relevant@1": _interval(first),
+            "hit@3": _interval(any3), "precision@3": _interval(share3), "copy@1": _interval(copy1),
+            "best copy@3": _interval(best3)}
 
 
 def render_markdown(result: dict[str, Any]) -> str:
     lines = [f"Validation splits, every document of the split masked (open-book), top {K}; 95 % bootstrap "
              "intervals over questions. Weight 0 = plain BM25.", "",
-             "| specialty | questions | title-match weight | relevant@1 | hit@3 | precision@3 | copy@1 ROUGE-L | "
-             "best copy@3 ROUGE-L |",
-             "| --- | ---: | ---: | --- | --- | --- | --- | --- |"]
+             "| specialty | questions | title-match weight | min title match | shown | relevant@1 | hit@3 | "
+             "precision@3 | copy@1 ROUGE-L | best copy@3 ROUGE-L |",
+             "| --- | ---: | ---: | ---: | --- | --- | --- | --- | --- | --- |"]
     for specialty, rows in result["specialties"].items():
-        for weight, row in rows.items():
+        for setting, row in rows.items():
+            weight, min_match = setting.split("/")
             cells = [f"{100 * row[m]['mean']:.0f} % [{100 * row[m]['low']:.0f}, {100 * row[m]['high']:.0f}]"
-                     for m in ("relevant@1", "hit@3", "precision@3")]
+                     for m in ("shown", "relevant@1", "hit@3", "precision@3")]
             cells += [f"{row[m]['mean']:.3f} [{row[m]['low']:.3f}, {row[m]['high']:.3f}]"
                       for m in ("copy@1", "best copy@3") if m in row]
-            lines.append(f"| {specialty} | {row['questions']} | {weight} | " + " | ".join(cells) + " |")
+            lines.append(f"| {specialty} | {row['questions']} | {weight} | {min_match} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -99,9 +109,10 @@ def main() -> None:
                               "passages": len(index.sources), "k": K, "specialties": {}}
     for specialty in english_builtin_specialties():
         data_dir = ensure_prepared(cfg, specialty)
-        result["specialties"][specialty] = {str(w): measure(index, data_dir, w) for w in WEIGHTS}
-        print(specialty, {w: round(r["relevant@1"]["mean"], 3) for w, r in result["specialties"][specialty].items()},
-              flush=True)
+        result["specialties"][specialty] = {f"{w}/{m}": measure(index, data_dir, w, m)
+                                            for w in WEIGHTS for m in MIN_MATCHES}
+        print(specialty, {s: (round(r["shown"]["mean"], 2), round(r["relevant@1"]["mean"], 2))
+                          for s, r in result["specialties"][specialty].items()}, flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2), encoding="utf-8")

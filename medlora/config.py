@@ -183,6 +183,9 @@ class ServiceConfig(_Strict):
     max_new_tokens: int = Field(192, ge=1)
     retrieval: bool = True
     top_k_sources: int = Field(3, ge=0)
+    # A source is shown only when the question names at least this share of its title's words (0 = always the
+    # top k); fewer or no sources beat sources about something else. Evaluation's open-book mode uses it too.
+    min_source_match: float = Field(0.5, ge=0.0, le=1.0)
     admin_token_env: str = "MEDLORA_ADMIN_TOKEN"  # noqa: S105 - the variable's name, not a token
     # adapter="auto": below this top-class probability the question goes to the base model instead.
     routing_threshold: float = Field(0.6, ge=0.0, le=1.0)

@@ -93,16 +93,19 @@ def test_retrieval_bench_masks_the_split_and_counts_sources_about_the_condition(
     validation = load_split(data_dir, "validation")
     assert validation
     alone = SourceIndex.build(sources_from_records(records, "medquad"))
-    result = retrieval_quality.measure(alone, data_dir, 0.5)
+    result = retrieval_quality.measure(alone, data_dir, 0.5, 0.0)
     assert result["questions"] == len(validation)
+    assert result["shown"]["mean"] == 1.0
     assert result["hit@3"]["mean"] == 0.0  # its own pages are masked and no other document is about it
+    # The bot's filter: no other condition's title is named by the question, so nothing is shown.
+    assert retrieval_quality.measure(alone, data_dir, 2.0, 0.5)["shown"]["mean"] == 0.0
 
     twins = [QARecord(r.question, r.answer, "other-site", focus=r.focus, url=f"https://example.org/twin/{i}")
              for i, r in enumerate(validation)]
     with_twins = SourceIndex.build(sources_from_records([*records, *twins], "medquad"))
-    for weight in (0.0, 0.5):
-        measured = retrieval_quality.measure(with_twins, data_dir, weight)
-        assert measured["relevant@1"]["mean"] == 1.0
+    for weight, min_match in ((0.0, 0.0), (2.0, 0.0), (2.0, 0.5)):
+        measured = retrieval_quality.measure(with_twins, data_dir, weight, min_match)
+        assert measured["shown"]["mean"] == 1.0 and measured["relevant@1"]["mean"] == 1.0
         # Each twin repeats its reference word for word: copying source [1] would score a perfect ROUGE-L.
         assert measured["copy@1"]["mean"] == pytest.approx(1.0)
         assert measured["best copy@3"]["mean"] == pytest.approx(1.0)

@@ -100,3 +100,68 @@ def test_title_match_rerank_puts_the_source_about_the_condition_first():
     assert reranked[0].source.title == "Vitiligo"
     assert reranked[0].score >= reranked[1].score
     assert len(index.search(question, 1)) == 1  # k is honoured after reranking a larger pool
+
+
+def _title_index(pairs):
+    from medlora.retrieval import Source, SourceIndex
+
+    filler = [(f"Other condition {i}", f"Unrelated text number {i} about the kidney and the liver.") for i in range(8)]
+    return SourceIndex.build([(Source(source_id=f"t:{i}", title=t, url="", text=x[:60]), f"{t} {x}")
+                              for i, (t, x) in enumerate([*pairs, *filler])])
+
+
+def test_title_words_keep_what_names_a_condition():
+    from medlora.retrieval.index import title_words
+
+    assert title_words("What are the symptoms of Oculocutaneous albinism type 1B ?") == {
+        "oculocutaneous", "albinism", "type", "1b"}
+    assert title_words("How is vitiligo treated?") == {"vitiligo"}
+    assert title_words("Oculocutaneous albinism type 3") == {"oculocutaneous", "albinism", "type", "3"}
+    assert title_words("Is Crouzonodermoskeletal syndrome inherited?") == {"crouzonodermoskeletal"}
+    assert title_words("Tietze syndrome") == {"tietze"}  # so it is no match for the question above
+
+
+def test_rerank_prefers_the_subtype_the_question_names_over_a_sibling():
+    """BM25 scored a sibling subtype above the subtype the question names (the validation scores below); the title
+    similarity rerank puts the named one first: the digit that tells them apart counts."""
+    from medlora.retrieval import Retrieved, Source
+    from medlora.retrieval.index import TITLE_MATCH_WEIGHT, rerank_by_title, title_words
+
+    def hit(title: str, score: float) -> Retrieved:
+        return Retrieved(Source(source_id=title, title=title, url="", text=""), score)
+
+    hits = [hit("Oculocutaneous albinism type 3", 21.27), hit("Oculocutaneous albinism type 2", 20.25),
+            hit("Oculocutaneous albinism type 1B", 17.38)]
+    question = title_words("What are the symptoms of Oculocutaneous albinism type 1B ?")
+    reranked = rerank_by_title(hits, question, TITLE_MATCH_WEIGHT)
+    assert reranked[0].source.title == "Oculocutaneous albinism type 1B"
+    assert [h.score for h in reranked] == sorted((h.score for h in reranked), reverse=True)
+
+
+def test_min_title_match_shows_only_sources_the_question_names():
+    """The bot's filter: a source whose title the question does not name is dropped, so a question may get fewer
+    sources than asked, or none (then it is answered without sources)."""
+    syndrome = ("Congenital deafness with vitiligo and achalasia",
+                "Vitiligo patches and vitiligo of the hands with deafness and achalasia.")
+    about = ("Vitiligo", "Vitiligo is an acquired loss of skin pigment in sharply bordered white patches.")
+    index = _title_index([syndrome, about])
+    unfiltered = index.search("How is vitiligo treated?", 3)
+    assert len(unfiltered) == 2 and {h.source.title for h in unfiltered} == {syndrome[0], about[0]}
+    kept = index.search("How is vitiligo treated?", 3, min_title_match=0.5)
+    assert [h.source.title for h in kept] == ["Vitiligo"]  # the syndrome's title is named 1/4: dropped
+    assert index.search("How are kidney stones of the liver treated?", 3) != []
+    assert index.search("How are kidney stones of the liver treated?", 3, min_title_match=0.5) == []
+
+
+def test_open_book_sources_follow_the_bots_minimum_title_match():
+    from medlora.data.records import QARecord
+    from medlora.evaluation.context import mode_sources
+
+    syndrome = ("Congenital deafness with vitiligo and achalasia",
+                "Vitiligo patches and vitiligo of the hands with deafness and achalasia.")
+    index = _title_index([syndrome])
+    record = QARecord(question="How is vitiligo treated?", answer="Topical steroids.", source="test", focus="Vitiligo")
+    plain, _ = mode_sources([record], ["open"], index, 3, [])
+    shown, _ = mode_sources([record], ["open"], index, 3, [], min_title_match=0.5)
+    assert [s.title for s in plain["open"][0]] == [syndrome[0]]
+    assert shown["open"] == [[]]

@@ -76,8 +76,10 @@ def sample_records(records: Sequence[QARecord], limit: int | None, seed: int) ->
 
 
 def mode_sources(records: Sequence[QARecord], modes: Sequence[str], index: SourceIndex | None, k: int,
-                 exclude_records: Sequence[QARecord]) -> tuple[dict[str, list[list[Source]]], list[str]]:
-    """The sources every record is shown with in every mode; open-book never shows an excluded document."""
+                 exclude_records: Sequence[QARecord], min_title_match: float = 0.0,
+                 ) -> tuple[dict[str, list[list[Source]]], list[str]]:
+    """The sources every record is shown with in every mode, chosen as the bot chooses them (``min_title_match``:
+    ``service.min_source_match``); open-book never shows an excluded document."""
     out: dict[str, list[list[Source]]] = {}
     notes = []
     for mode in modes:
@@ -90,7 +92,8 @@ def mode_sources(records: Sequence[QARecord], modes: Sequence[str], index: Sourc
             notes.append(f"{MODE_LABELS[mode]} skipped: no source index (neither MedQuAD, abstracts nor built-in sets)")
             continue
         mask = index.mask(held_out_documents(exclude_records)) if mode == "open" else None
-        out[mode] = [[hit.source for hit in index.search(r.question, k, mask=mask)] for r in records]
+        out[mode] = [[hit.source for hit in index.search(r.question, k, mask=mask, min_title_match=min_title_match)]
+                     for r in records]
     return out, notes
 
 
@@ -117,7 +120,8 @@ def build_context(
     modes = list(modes or ecfg.modes)
     if any(m != "closed" for m in modes) and index is None:
         index = configured_index(cfg)
-    sources, notes = mode_sources(records, modes, index, ecfg.citation_top_k, held_out)
+    sources, notes = mode_sources(records, modes, index, ecfg.citation_top_k, held_out,
+                                  cfg.service.min_source_match)
     ctx = EvaluationContext(specialty=specialty, split=split, records=records, modes=sources, notes=notes)
 
     if any(get_metric(name).needs_vocabulary for name in metric_names):

@@ -91,10 +91,12 @@ def _device_name(loaded: LoadedModel) -> str:
 # --- base vs one adapter ------------------------------------------------------------------------------
 
 
-def _note_case_prompts(loaded: LoadedModel, index: SourceIndex | None, k: int) -> tuple[list[str], list[list[Any]]]:
+def _note_case_prompts(loaded: LoadedModel, index: SourceIndex | None, k: int,
+                       min_title_match: float) -> tuple[list[str], list[list[Any]]]:
     """The note's questions closed-book, then with the bot's sources (full index, as the bot answers them)."""
     tok, spec = loaded.tokenizer, loaded.spec
-    sources = [[h.source for h in index.search(q, k)] if index is not None else [] for q in NOTE_QUESTIONS]
+    sources = [[h.source for h in index.search(q, k, min_title_match=min_title_match)] if index is not None else []
+               for q in NOTE_QUESTIONS]
     prompts = [build_prompt(tok, spec, q) for q in NOTE_QUESTIONS]
     prompts += [build_prompt(tok, spec, q, numbered(s)) for q, s in zip(NOTE_QUESTIONS, sources, strict=True)]
     return prompts, sources
@@ -129,7 +131,9 @@ def evaluate_adapter(
         index = configured_index(cfg)
     ctx = build_context(cfg, data_dir, metric_names, vocabulary=vocabulary, index=index, split=split)
     outside = build_outside(cfg, ctx.specialty, index) if ecfg.outside else OutsideSet({}, [])
-    note_prompts, note_sources = _note_case_prompts(loaded, index, ecfg.citation_top_k) if ecfg.note_cases else ([], [])
+    note_prompts, note_sources = (
+        _note_case_prompts(loaded, index, ecfg.citation_top_k, cfg.service.min_source_match)
+        if ecfg.note_cases else ([], []))
     note_limits = [0] * len(NOTE_QUESTIONS) + [len(s) for s in note_sources] if note_prompts else None
 
     resources: dict[str, Any] = {"settings": {"answers": min(ecfg.latency_samples, len(ctx.records)),

@@ -9,6 +9,7 @@ Each passage remembers its ``document`` so a whole document can be masked out at
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -16,19 +17,36 @@ from typing import overload
 
 import bm25s
 import numpy as np
+from bm25s.stopwords import STOPWORDS_EN
 
 from medlora.fsutil import atomic_directory
 from medlora.retrieval.translate import expand_query
+
 
 INDEX_FORMAT = 4  # bump when what a Source holds or how passages are cut changes (invalidates caches)
 
 # Title-match rerank: BM25 ranks a long passage that mentions the question's condition many times (a syndrome
 # "with vitiligo") above the short passage *about* it. The best RERANK_POOL hits are rescored by
-# score * (1 + TITLE_MATCH_WEIGHT * share of the passage title's words that the question contains). Chosen on
-# the validation splits by bench/retrieval_quality.py (dermatology: a source about the question's condition
-# ranked first for 61 % of questions without it, 72 % with it).
-TITLE_MATCH_WEIGHT = 0.5
+# score * (1 + TITLE_MATCH_WEIGHT * Jaccard similarity of the title's words and the question's words), words
+# being what names a condition: no stopwords, no question vocabulary ("symptoms", "treated"), no generic head
+# ("syndrome"), digits kept ("type 3" is not "type 1B"). Chosen on the validation splits by bench/retrieval_quality.py.
+TITLE_MATCH_WEIGHT = 2.0
 RERANK_POOL = 10
+# The bot shows a source only when the question names at least this share of the source's title words
+# (``search(min_title_match=...)``, config ``service.min_source_match``): a passage whose title the question does
+# not name is about something else far more often than not, and a small model cites whatever it is shown.
+MIN_TITLE_MATCH = 0.5
+# Words of questions, not of condition names: MedQuAD's question templates and everyday clinical wording.
+QUESTION_WORDS = frozenset("""
+    what how why when who which whom whose can could does do did should would will may might people person affected
+    many much treated treat treating treatment treatments symptoms signs causes cause caused prevent prevented
+    prevention diagnose diagnosed diagnosis inherited genetic changes related outlook research clinical trials
+    information need know tests
+    """.split())
+# Heads that every other title shares: "Tietze syndrome" is no match for "Is Crouzonodermoskeletal syndrome inherited?".
+GENERIC_HEADS = frozenset({"syndrome", "syndromes", "disease", "diseases", "disorder", "disorders"})
+_TITLE_WORD = re.compile(r"[a-z0-9]+")
+_NOT_A_NAME = frozenset(STOPWORDS_EN) | QUESTION_WORDS | GENERIC_HEADS
 
 
 @dataclass(frozen=True)
@@ -118,11 +136,13 @@ class SourceIndex:
         return np.array([0.0 if exclude(s) else 1.0 for s in self.sources], dtype=np.float32)
 
     def search(self, query: str, k: int = 3, *, mask: np.ndarray | None = None, expand: bool = True,
-               title_weight: float = TITLE_MATCH_WEIGHT) -> list[Retrieved]:
+               title_weight: float = TITLE_MATCH_WEIGHT, min_title_match: float = 0.0) -> list[Retrieved]:
         """The ``k`` best passages; ``expand`` adds a French question's English terms (cross-language search).
 
-        ``title_weight`` > 0 reranks the best :data:`RERANK_POOL` hits by how much of their title the question
-        names (see :data:`TITLE_MATCH_WEIGHT`); 0 is plain BM25. Scores returned are the reranked ones.
+        ``title_weight`` > 0 reranks the best :data:`RERANK_POOL` hits by how well their title matches the
+        question (see :data:`TITLE_MATCH_WEIGHT`); 0 is plain BM25. Scores returned are the reranked ones.
+        ``min_title_match`` > 0 drops hits whose title the question names less than that share of (see
+        :data:`MIN_TITLE_MATCH`), so fewer than ``k`` — or none — may come back.
         """
         if k <= 0 or not query.strip():
             return []
@@ -132,15 +152,20 @@ class SourceIndex:
         if not query_tokens[0]:
             return []
         allowed = len(self.sources) if mask is None else int(mask.sum())
-        pool = min(max(k, RERANK_POOL) if title_weight > 0 else k, allowed)
+        reranked = title_weight > 0 or min_title_match > 0
+        pool = min(max(k, RERANK_POOL) if reranked else k, allowed)
         if pool <= 0:
             return []
         ids, scores = self.retriever.retrieve(query_tokens, k=pool, show_progress=False, weight_mask=mask)
         hits = [Retrieved(self.sources[int(i)], float(s))
                 for i, s in zip(ids[0], scores[0], strict=True)
                 if s > 0 and (mask is None or mask[int(i)] > 0)]
-        if title_weight > 0 and hits:
-            hits = rerank_by_title(hits, set(query_tokens[0]), title_weight)
+        if reranked and hits:
+            words = title_words(query)
+            if title_weight > 0:
+                hits = rerank_by_title(hits, words, title_weight)
+            if min_title_match > 0:
+                hits = [h for h in hits if title_coverage(title_words(h.source.title), words) >= min_title_match]
         return hits[:k]
 
     def save(self, directory: str | Path) -> None:
@@ -162,17 +187,25 @@ class SourceIndex:
         return cls(sources=StoredSources(lines), retriever=retriever)
 
 
-def title_coverage(title_words: set[str], query_words: set[str]) -> float:
-    """The share of a title's words that ``query_words`` contains (0 for a title with no words)."""
-    return len(title_words & query_words) / len(title_words) if title_words else 0.0
+def title_words(text: str) -> set[str]:
+    """The words of ``text`` that can name a condition: lower case, digits kept; no stopwords, question words or
+    generic heads."""
+    return {w for w in _TITLE_WORD.findall(text.lower()) if w not in _NOT_A_NAME}
 
 
-def rerank_by_title(hits: Sequence[Retrieved], query_words: set[str], weight: float) -> list[Retrieved]:
-    """``hits`` rescored by ``score * (1 + weight * title coverage)``, best first; ties keep BM25's order.
+def title_coverage(title: set[str], question: set[str]) -> float:
+    """The share of a title's words that the question contains (0 for a title with no words)."""
+    return len(title & question) / len(title) if title else 0.0
 
-    Titles are tokenised as BM25 tokenises (stopwords out), all in one call.
-    """
-    titles = bm25s.tokenize([h.source.title for h in hits], stopwords="en", return_ids=False, show_progress=False)
-    rescored = [Retrieved(h.source, h.score * (1.0 + weight * title_coverage(set(words), query_words)))
-                for h, words in zip(hits, titles, strict=True)]
+
+def title_similarity(title: set[str], question: set[str]) -> float:
+    """Jaccard similarity of the two word sets: a subtype's extra words ("type 3", "with immune deficiency")
+    and a question's extra words both lower it, so the title that names exactly the question's condition wins."""
+    return len(title & question) / len(title | question) if title else 0.0
+
+
+def rerank_by_title(hits: Sequence[Retrieved], question: set[str], weight: float) -> list[Retrieved]:
+    """``hits`` rescored by ``score * (1 + weight * title similarity)``, best first; ties keep BM25's order."""
+    rescored = [Retrieved(h.source, h.score * (1.0 + weight * title_similarity(title_words(h.source.title), question)))
+                for h in hits]
     return sorted(rescored, key=lambda h: -h.score)

@@ -218,7 +218,8 @@ class LLMService:
         index = self._ensure_index()
         if index is None:
             return []
-        hits = index.search(question, k=self.config.service.top_k_sources)
+        service = self.config.service
+        hits = index.search(question, k=service.top_k_sources, min_title_match=service.min_source_match)
         return [CitedSource.from_retrieved(n, hit) for n, hit in enumerate(hits, start=1)]
 
     # ------------------------------------------------------------------ input limits
