@@ -86,6 +86,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "top15-lr1e-3-lead-len448": {**LEAD, "training.max_length": 448},
     "lead-retrieval-order": {**LEAD, "training.source_order": "retrieval"},
     "lead-retrieval-order-lr2e-3": {**LEAD, "training.source_order": "retrieval", "training.learning_rate": 2e-3},
+    "lead-retrieval-order-lr2e-3-bot-sources": {**LEAD, "training.source_order": "retrieval",
+                                                "training.learning_rate": 2e-3, "training.min_source_match": 0.5},
     "sentence-retrieval-order-lr2e-3": {**LEAD, "training.source_order": "retrieval", "training.learning_rate": 2e-3,
                                         "training.citation_style": "sentence"},
     "all-linear-r16-grounded0.9": {**ALL_LINEAR_R16, "training.learning_rate": 5e-4,
@@ -103,6 +105,7 @@ SWEEP_BASELINE: dict[str, Any] = {
     "training.distractor_only_fraction": 0.2, "training.related_only_fraction": 0.5,
     "training.citation_style": "sentence", "training.learning_rate": 5e-4, "training.lora_r": 16,
     "training.lora_alpha": 32, "training.max_source_overlap": 1.0, "training.source_order": "shuffled",
+    "training.min_source_match": 0.0,
 }
 
 

@@ -113,6 +113,8 @@ class TrainingConfig(_Strict):
     # The order grounded rows show their sources in: "retrieval" = the search's ranking, as the bot and
     # evaluation show them (the cited source sits where retrieval puts it); "shuffled" = a random position.
     source_order: Literal["retrieval", "shuffled"] = "retrieval"
+    # > 0: grounded rows show only the sources the bot would show (service.min_source_match): 1-3 or none.
+    min_source_match: float = Field(0.0, ge=0.0, le=1.0)
     top_k_sources: int = Field(3, ge=1, le=9)
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)

@@ -210,3 +210,32 @@ def test_lora_on_the_top_layers_only(tiny_llama_dir):
     assert lora_layers == {layers - 1}
     everywhere = build_lora_config(TrainingConfig(lora_top_layers=layers), spec, layers)
     assert everywhere.layers_to_transform is None  # as many layers as the model has: all of them
+
+
+def test_bot_like_rows_show_only_sources_whose_title_the_question_names():
+    """With ``min_title_match`` a grounded row shows what the bot would show for its question: look-alikes whose
+    title the question names (so possibly fewer than ``top_k``), never a passage about something else; a question
+    that names no source's title becomes a closed-book row, as it is answered without sources."""
+    own = _record("Is harlequin ichthyosis inherited?", "Harlequin ichthyosis is inherited in an autosomal "
+                  "recessive pattern. Parents are carriers.", "Harlequin ichthyosis")
+    annotation = QARecord("Harlequin ichthyosis inheritance", "Harlequin ichthyosis inheritance: autosomal "
+                          "recessive. Associated genes: ABCA12.", "hpo", focus="Harlequin ichthyosis",
+                          url="https://example.org/hpo/harlequin-ichthyosis")
+    lookalike = _record("Is lamellar ichthyosis inherited?", "Lamellar ichthyosis is inherited in an autosomal "
+                        "recessive pattern.", "Lamellar ichthyosis")
+    elsewhere = _record("Is psoriasis inherited?", "Psoriasis is not inherited like harlequin ichthyosis; it is "
+                        "inherited in a complex pattern, unlike ichthyosis.", "Psoriasis")
+    index = SourceIndex.build(sources_from_records([own, annotation, lookalike, elsewhere], "medquad"))
+    everything = Grounding(fraction=1.0, related_only=1.0, top_k=9, citation_style="lead")
+    bot_like = replace(everything, min_title_match=0.5)
+    for seed in range(6):
+        ((_, plain, _),) = grounded_rows([own], everything, seed=seed, index=index)
+        ((_, shown, target),) = grounded_rows([own], bot_like, seed=seed, index=index)
+        assert "Psoriasis" in {t for _, t, _ in plain}
+        assert {t for _, t, _ in shown} == {"Harlequin ichthyosis", "Lamellar ichthyosis"}
+        (cited,) = {int(n) for n in re.findall(r"\[(\d)\]", target)}
+        assert "ABCA12" in shown[cited - 1][2]
+    unnamed = _record("Which gene is altered in this skin condition?", "ABCA12 variants cause it; both "
+                      "parents usually carry one.", "Harlequin ichthyosis")
+    ((_, sources, target),) = grounded_rows([unnamed], bot_like, seed=0, index=index)
+    assert sources == [] and target == unnamed.answer

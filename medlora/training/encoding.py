@@ -20,6 +20,8 @@ from medlora.data.records import QARecord
 from medlora.models.architecture import ModelSpec
 from medlora.models.prompts import fitted_prompt_ids
 from medlora.retrieval import Source, SourceIndex, document_key, sources_from_records
+from medlora.retrieval.index import title_coverage, title_words
+from medlora.retrieval.translate import expand_query
 from medlora.retrieval.relevance import about_condition
 
 IGNORE_INDEX = -100  # positions the loss skips (prompt and padding)
@@ -91,6 +93,10 @@ class Grounding:
     # yet tell a supporting source from a look-alike learns where the supporting one usually is (first) instead
     # of a uniform guess. The record's own passage (which the index would rank first) leads. "shuffled": random.
     source_order: str = "shuffled"
+    # > 0: show a row only the sources the bot would show for its question (medlora.retrieval.index.MIN_TITLE_MATCH,
+    # config service.min_source_match): look-alikes whose title the question names, so 1-3 sources or none, as at
+    # inference. 0: always top_k sources.
+    min_title_match: float = 0.0
 
 
 _WORD = re.compile(r"[a-z0-9]{3,}")
@@ -136,13 +142,17 @@ def grounded_rows(
         if grounding.fraction <= 0 or rng.random() >= grounding.fraction:
             rows.append((record, [], record.answer))
             continue
-        related, distractors, ranks = _retrieved(record, records, grounding.top_k, rng, index, mask)
-        if not distractors:
+        related, distractors, ranks = _retrieved(record, records, grounding.top_k, rng, index, mask,
+                                                 grounding.min_title_match)
+        own = [source for source, _ in sources_from_records([record], "train")]
+        if grounding.min_title_match > 0:  # the bot shows the record's own page only if the question names it
+            asked = title_words(expand_query(record.question))
+            own = [s for s in own if title_coverage(title_words(s.title), asked) >= grounding.min_title_match]
+        if not distractors and (grounding.min_title_match <= 0 or not (own or related)):
             rows.append((record, [], record.answer))
             continue
-        own = [source for source, _ in sources_from_records([record], "train")]
         kind = rng.random()
-        if kind < grounding.distractor_only or not (own or related):
+        if (kind < grounding.distractor_only and distractors) or not (own or related):
             rows.append((record, _numbered(distractors[: grounding.top_k]), f"{NOT_COVERED} {record.answer}"))
             continue
         if grounding.max_source_overlap < 1.0:
@@ -168,18 +178,19 @@ def _numbered(sources: Sequence[Source]) -> list[tuple[int, str, str]]:
 
 
 def _retrieved(record: QARecord, records: Sequence[QARecord], k: int, rng: random.Random,
-               index: SourceIndex | None, mask: np.ndarray | None,
+               index: SourceIndex | None, mask: np.ndarray | None, min_title_match: float = 0.0,
                ) -> tuple[list[Source], list[Source], dict[str, int]]:
     """``(related, distractors, ranks)``: other documents on the record's disease, up to ``k`` sources that look
     relevant to it but are not about its disease, and each one's rank in the search (0 = best). The record's
-    own document is in neither."""
+    own document is in neither. ``min_title_match`` keeps only what the bot would show for the question."""
     own_document = document_key(record)
 
     def same_disease(source: Source) -> bool:
         return about_condition(source, record.focus, record.synonyms, record.cuis)
 
     if index is not None:
-        hits = [h.source for h in index.search(record.question, 4 * k, mask=mask) if h.source.document != own_document]
+        hits = [h.source for h in index.search(record.question, 4 * k, mask=mask, min_title_match=min_title_match)
+                if h.source.document != own_document]
         ranks = {s.source_id: rank for rank, s in enumerate(hits)}
         return [s for s in hits if same_disease(s)], [s for s in hits if not same_disease(s)][:k], ranks
     pool = [o for o in rng.sample(list(records), min(len(records), 4 * k)) if o.split_group() != record.split_group()]

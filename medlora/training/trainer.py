@@ -69,7 +69,8 @@ def _precision_flags(configured: str = "auto") -> dict[str, Any]:
 
 def grounding_of(tcfg: Any) -> Grounding:
     return Grounding(tcfg.grounded_fraction, tcfg.distractor_only_fraction, tcfg.related_only_fraction,
-                     tcfg.top_k_sources, tcfg.citation_style, tcfg.max_source_overlap, tcfg.source_order)
+                     tcfg.top_k_sources, tcfg.citation_style, tcfg.max_source_overlap, tcfg.source_order,
+                     tcfg.min_source_match)
 
 
 def training_index(cfg: MedloraConfig, data_dir: str | Path) -> dict[str, Any]:
