@@ -162,6 +162,7 @@ def test_open_book_sources_follow_the_bots_minimum_title_match():
     index = _title_index([syndrome])
     record = QARecord(question="How is vitiligo treated?", answer="Topical steroids.", source="test", focus="Vitiligo")
     plain, _ = mode_sources([record], ["open"], index, 3, [])
-    shown, _ = mode_sources([record], ["open"], index, 3, [], min_title_match=0.5)
+    shown, notes = mode_sources([record], ["open"], index, 3, [], min_title_match=0.5)
     assert [s.title for s in plain["open"][0]] == [syndrome[0]]
     assert shown["open"] == [[]]
+    assert any("0 of 1 questions were shown at least one source" in note for note in notes)

@@ -94,6 +94,11 @@ def mode_sources(records: Sequence[QARecord], modes: Sequence[str], index: Sourc
         mask = index.mask(held_out_documents(exclude_records)) if mode == "open" else None
         out[mode] = [[hit.source for hit in index.search(r.question, k, mask=mask, min_title_match=min_title_match)]
                      for r in records]
+        if min_title_match > 0 and records:
+            shown = sum(bool(found) for found in out[mode])
+            notes.append(f"{MODE_LABELS[mode]}: {shown} of {len(records)} questions were shown at least one source "
+                         f"(a source is shown when the question names {min_title_match:.0%} of its title: "
+                         "service.min_source_match); the others were answered without sources, as the bot does")
     return out, notes
 
 
