@@ -110,3 +110,32 @@ def test_retrieval_bench_masks_the_split_and_counts_sources_about_the_condition(
         assert measured["copy@1"]["mean"] == pytest.approx(1.0)
         assert measured["best copy@3"]["mean"] == pytest.approx(1.0)
     assert result["copy@1"]["mean"] < 1.0 and result["best copy@3"]["mean"] >= result["copy@1"]["mean"]
+
+
+def test_open_book_ceiling_composes_a_cited_fact_with_the_closed_book_answer(tmp_path):
+    """bench/open_book_ceiling.py: the composed answer leads with source [1]'s first sentence (its "Title." lead
+    dropped), questions shown no source are left out, and an open-book answer equal to its closed-book answer
+    scores a zero delta."""
+    import open_book_ceiling
+
+    from medlora.retrieval import Source
+
+    source = Source(source_id="hpo:1", title="Vohwinkel syndrome", url="", text="Vohwinkel syndrome. Vohwinkel "
+                    "syndrome is inherited in an autosomal dominant pattern. Associated genes: GJB2.")
+    assert open_book_ceiling.first_sentence(source) == ("Vohwinkel syndrome is inherited in an autosomal dominant "
+                                                        "pattern.")
+    reference = "Vohwinkel syndrome is inherited in an autosomal dominant pattern, caused by GJB2 variants."
+    closed = "It is caused by GJB2 variants."
+
+    def row(question, mode, prediction, sources=()):
+        return {"variant": "adapter", "mode": mode, "question": question, "reference": reference,
+                "prediction": prediction, "sources": [{"n": 1, "source_id": s} for s in sources]}
+
+    rows = [row("Is Vohwinkel syndrome inherited?", "closed", closed),
+            row("Is Vohwinkel syndrome inherited?", "open", closed, ["hpo:1"]),
+            row("What else?", "closed", closed), row("What else?", "open", "No source.")]
+    predictions = tmp_path / "variant.jsonl"
+    predictions.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    result = open_book_ceiling.measure(predictions, {"hpo:1": source})
+    assert result["actual"]["n"] == 1 and result["actual"]["mean"] == 0.0
+    assert result["fact + closed, longer"]["mean"] > 0  # this source states the reference's fact
