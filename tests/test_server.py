@@ -42,8 +42,10 @@ def adapters_dir(wordy_llama_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def service(wordy_llama_dir, adapters_dir) -> LLMService:
+    # Every source retrieved is shown (no title filter): these tests check how the API carries several sources;
+    # the bot's filter is tested in test_service.py and test_relevance.py.
     cfg = service_config(wordy_llama_dir, adapters_dir, **{
-        "service.admin_token_env": ADMIN_ENV, "service.batch_window_ms": 150})
+        "service.admin_token_env": ADMIN_ENV, "service.batch_window_ms": 150, "service.min_source_match": 0.0})
     svc = LLMService(cfg, index=make_index(), router=make_router())
     svc.load_model()
     return svc

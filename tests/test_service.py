@@ -81,6 +81,21 @@ def test_cited_answer_lists_exactly_the_retrieved_sources(service):
     assert cited <= {s.number for s in answer.sources}
 
 
+def test_the_bot_shows_only_sources_whose_title_the_question_names(service):
+    """service.min_source_match: "Psoriasis" is a BM25 hit for a melanoma question about the skin, but the question
+    does not name it, so it is not shown; 0 shows the top k; a question naming no title gets no source."""
+    assert [s.title for s in service.retrieve(DERM_Q)] == ["Melanoma"]
+    assert service.retrieve("What should I do about red skin?") == []
+    shown_all = service.config.with_overrides({"service.min_source_match": 0.0})
+    original = service.config
+    service.config = shown_all
+    try:
+        assert [s.title for s in service.retrieve(DERM_Q)] == ["Melanoma", "Psoriasis"]
+        assert service.retrieve("What should I do about red skin?") != []
+    finally:
+        service.config = original
+
+
 def test_citation_filter_drops_unretrieved_numbers_even_when_streamed():
     text = "Asymmetry [1] and borders [7]; see [2, 9] or [12]. Array[i] stays, so does [note]."
     whole = CitationFilter(2).apply(text)
