@@ -25,6 +25,7 @@ from helpers import (
 
 from medlora import MEDICAL_DISCLAIMER
 from medlora.server.app import create_app
+from medlora.service.answers import NO_SOURCE_NOTE
 from medlora.service.llm_service import LLMService
 
 openai = pytest.importorskip("openai", reason="the openai client is a dev extra: pip install -e '.[dev]'")
@@ -200,3 +201,14 @@ def test_serving_without_adapters_imports_neither_sklearn_nor_peft(tiny_llama_di
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_an_answer_without_sources_says_so(client):
+    """No source matched: the API says so in the text and as ``note`` (the web page shows it)."""
+    response = client.chat.completions.create(model="base", messages=[{"role": "user", "content": "Qzx vrb plk?"}])
+    assert response.model_extra["sources"] == [] and response.model_extra["note"] == NO_SOURCE_NOTE
+    assert NO_SOURCE_NOTE in response.choices[0].message.content
+    chunks = list(client.chat.completions.create(
+        model="base", messages=[{"role": "user", "content": "Qzx vrb plk?"}], stream=True))
+    assert chunks[-1].model_extra["note"] == NO_SOURCE_NOTE
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == response.choices[0].message.content

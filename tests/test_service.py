@@ -18,6 +18,7 @@ from transformers import AutoModelForCausalLM
 
 from medlora import MEDICAL_DISCLAIMER
 from medlora.errors import AdapterMismatchError, MedloraError
+from medlora.service.answers import NO_SOURCE_NOTE
 from medlora.service.llm_service import CitationFilter, LLMService
 from medlora.service.registry import AdapterNotFoundError, default_adapter_name
 from medlora.adapters.metadata import write_metadata
@@ -86,6 +87,13 @@ def test_the_bot_shows_only_sources_whose_title_the_question_names(service):
     does not name it, so it is not shown; 0 shows the top k; a question naming no title gets no source."""
     assert [s.title for s in service.retrieve(DERM_Q)] == ["Melanoma"]
     assert service.retrieve("What should I do about red skin?") == []
+    unmatched = service.answer("What should I do about red skin?", "dermatology")
+    assert unmatched.sources == [] and unmatched.note == NO_SOURCE_NOTE
+    assert unmatched.text == f"{unmatched.body}\n\n{NO_SOURCE_NOTE}" and "Sources:" not in unmatched.text
+    assert service.answer(DERM_Q, "dermatology").note == ""
+    streamed = service.stream("What should I do about red skin?", "dermatology")
+    "".join(streamed)
+    assert streamed.answer is not None and streamed.answer.text == unmatched.text
     shown_all = service.config.with_overrides({"service.min_source_match": 0.0})
     original = service.config
     service.config = shown_all

@@ -25,6 +25,7 @@ from helpers import (
 
 from medlora import MEDICAL_DISCLAIMER
 from medlora.server.app import create_app
+from medlora.service.answers import NO_SOURCE_NOTE
 from medlora.service.llm_service import LLMService
 
 pytestmark = pytest.mark.browser
@@ -108,6 +109,15 @@ def test_chat_page_streams_an_answer_with_linked_sources(browser, site):
         assert second.locator(".adapter-used").text_content().startswith("cardiology (auto")
         assert "Atrial fibrillation" in second.locator("ol.sources").text_content()
         assert second.locator(".error").count() == 0
+        assert first.locator(".answer-note").text_content() == ""
+
+        # No source matches: the page says so instead of showing an empty sources list.
+        page.fill("#question", "Qzx vrb plk?")
+        page.press("#question", "Enter")
+        page.wait_for_selector(".exchange:nth-of-type(3) .answer[data-done='true']", timeout=30_000)
+        third = page.locator(".exchange").nth(2)
+        assert third.locator(".answer-note").text_content() == NO_SOURCE_NOTE
+        assert third.locator(".sources-box").is_hidden()
     finally:
         page.close()
     assert requests and all(r.startswith(url) for r in requests), "the page must not load anything external"

@@ -38,6 +38,8 @@ def answer_extras(answer: Answer) -> dict[str, Any]:
     if answer.route is not None:
         data["route"] = {"adapter": answer.route.adapter or BASE_NAME,
                          "probability": round(answer.route.probability, 4)}
+    if answer.note:
+        data["note"] = answer.note
     return data
 
 

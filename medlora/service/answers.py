@@ -40,6 +40,11 @@ class CitedSource:
         }
 
 
+# Said when the bot searched its sources and showed none (service.min_source_match): the answer is then the
+# model's alone, and the reader should know it is not grounded in a source.
+NO_SOURCE_NOTE = "No source in the knowledge base matched this question: this answer cites none."
+
+
 def sources_block(sources: Sequence[CitedSource]) -> str:
     """The numbered ``Sources:`` list that ends a cited answer; empty when nothing was retrieved."""
     if not sources:
@@ -113,6 +118,7 @@ class Answer:
     disclaimer: str = MEDICAL_DISCLAIMER
     body: str = ""
     route: RouteDecision | None = None  # set when adapter="auto" chose
+    note: str = ""  # NO_SOURCE_NOTE when sources were searched and none was shown
 
     @property
     def full_text(self) -> str:
@@ -126,12 +132,19 @@ class Answer:
         }
         if self.route is not None:
             data["route"] = {"adapter": self.route.adapter or BASE_NAME, "probability": self.route.probability}
+        if self.note:
+            data["note"] = self.note
         return data
 
 
-def compose(body: str, sources: list[CitedSource]) -> str:
-    """The answer's text: its body followed by the numbered ``Sources:`` list."""
-    block = sources_block(sources)
+def source_note(searched: bool, sources: Sequence[CitedSource]) -> str:
+    """:data:`NO_SOURCE_NOTE` when the sources were searched and none is shown, else ""."""
+    return NO_SOURCE_NOTE if searched and not sources else ""
+
+
+def compose(body: str, sources: list[CitedSource], note: str = "") -> str:
+    """The answer's text: its body followed by the numbered ``Sources:`` list (or ``note`` when there is none)."""
+    block = sources_block(sources) or note
     if not block:
         return body
     return f"{body}\n\n{block}" if body else block

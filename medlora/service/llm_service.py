@@ -28,7 +28,7 @@ from medlora.models.generation import generate_batch
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.retrieval import SourceIndex
 from medlora.service.adapter_pool import AdapterPool
-from medlora.service.answers import Answer, CitationFilter, CitedSource, compose, sources_block
+from medlora.service.answers import Answer, CitationFilter, CitedSource, compose, source_note, sources_block
 from medlora.service.limits import InputTooLargeError, PromptLimits
 from medlora.service.merge import MERGED_MARKER, merge_adapter
 from medlora.service.registry import (
@@ -279,10 +279,13 @@ class LLMService:
             generation_s = time.perf_counter() - began
         total = time.perf_counter() - started
         answers = []
+        searched = self._searched()
         for (name, decision), found, gen in zip(resolved, sources, generations, strict=True):
             body = CitationFilter(len(found)).apply(gen.text).strip()
+            note = source_note(searched, found)
             answers.append(Answer(
-                text=compose(body, found), body=body, sources=found, adapter=name or BASE_NAME, route=decision,
+                text=compose(body, found, note), body=body, sources=found, adapter=name or BASE_NAME, route=decision,
+                note=note,
                 timings={"retrieval_s": round(retrieval_s, 4), "generation_s": round(generation_s, 4),
                          "total_s": round(total, 4), "new_tokens": gen.new_tokens,
                          "batch_size": len(questions)},
@@ -300,7 +303,13 @@ class LLMService:
         prompt, sources = self._fit_prompt(question, self.retrieve(question), budget)
         retrieval_s = time.perf_counter() - started
         self._log_questions([question])
-        return AnswerStream(self, prompt, name, decision, sources, budget, started, retrieval_s)
+        return AnswerStream(self, prompt, name, decision, sources, budget, started, retrieval_s,
+                            note=source_note(self._searched(), sources))
+
+    def _searched(self) -> bool:
+        """Whether questions are looked up in a source index (so an answer without sources found none)."""
+        service = self.config.service
+        return service.retrieval and service.top_k_sources > 0 and self._index_ready and self._index is not None
 
     def _check_still_loaded(self, names: Iterable[str | None]) -> None:
         """Called under the lock: an adapter may have been unloaded between routing and generating."""

@@ -42,13 +42,15 @@ class AnswerStream:
     """
 
     def __init__(self, service: LLMService, prompt: str, adapter: str | None, route: RouteDecision | None,
-                 sources: list[CitedSource], max_new_tokens: int, started: float, retrieval_s: float) -> None:
+                 sources: list[CitedSource], max_new_tokens: int, started: float, retrieval_s: float,
+                 note: str = "") -> None:
         self._service = service
         self._prompt = prompt
         self._peft_adapter = adapter
         self.adapter = adapter or BASE_NAME
         self.route = route
         self.sources = sources
+        self.note = note
         self._max_new_tokens = max_new_tokens
         self._started = started
         self._retrieval_s = retrieval_s
@@ -126,8 +128,8 @@ class AnswerStream:
         body = "".join(pieces)
         total = time.perf_counter() - self._started
         self.answer = Answer(
-            text=compose(body, self.sources), body=body, sources=self.sources, adapter=self.adapter,
-            route=self.route,
+            text=compose(body, self.sources, self.note), body=body, sources=self.sources, adapter=self.adapter,
+            route=self.route, note=self.note,
             timings={"retrieval_s": round(self._retrieval_s, 4), "generation_s": round(counts["generation_s"], 4),
                      "total_s": round(total, 4), "new_tokens": counts["new_tokens"], "batch_size": 1},
         )

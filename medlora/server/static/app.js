@@ -116,6 +116,7 @@ async function ask(question, adapter) {
         // The final chunk: its text is the sources list and the disclaimer, shown structured instead.
         showSources(node, chunk.sources);
         node.querySelector(".answer-disclaimer").textContent = chunk.disclaimer;
+        node.querySelector(".answer-note").textContent = chunk.note || "";
         if (chunk.route) {
           node.querySelector(".adapter-used").textContent +=
             ` (auto, p=${chunk.route.probability.toFixed(2)})`;
