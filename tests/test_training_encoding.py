@@ -89,6 +89,16 @@ def _record(question, answer, focus):
     return QARecord(question, answer, "test", focus=focus, url=f"https://example.org/{focus.replace(' ', '-')}")
 
 
+def _harlequin() -> tuple[QARecord, QARecord]:
+    """A question's own page and another document on its disease (an HPO-style annotation)."""
+    own = _record("Is harlequin ichthyosis inherited?", "Harlequin ichthyosis is inherited in an autosomal "
+                  "recessive pattern. Parents are carriers.", "Harlequin ichthyosis")
+    annotation = QARecord("Harlequin ichthyosis inheritance", "Harlequin ichthyosis inheritance: autosomal "
+                          "recessive. Associated genes: ABCA12.", "hpo", focus="Harlequin ichthyosis",
+                          url="https://example.org/hpo/harlequin-ichthyosis")
+    return own, annotation
+
+
 def test_grounded_distractors_come_from_the_index_and_never_from_a_masked_disease():
     train = [
         _record("How is plaque psoriasis treated?", "Plaque psoriasis is treated with topical steroids.",
@@ -131,11 +141,7 @@ def test_related_rows_hide_the_own_passage_and_cite_another_document_on_the_same
 
 
 def test_retrieval_order_shows_sources_as_the_search_ranks_them_and_changes_nothing_else():
-    own = _record("Is harlequin ichthyosis inherited?", "Harlequin ichthyosis is inherited in an autosomal "
-                  "recessive pattern. Parents are carriers.", "Harlequin ichthyosis")
-    annotation = QARecord("Harlequin ichthyosis inheritance", "Harlequin ichthyosis inheritance: autosomal "
-                          "recessive. Associated genes: ABCA12.", "hpo", focus="Harlequin ichthyosis",
-                          url="https://example.org/hpo/harlequin-ichthyosis")
+    own, annotation = _harlequin()
     others = [_record(f"Is {name} inherited?", f"{name} is inherited in an autosomal dominant pattern.", name)
               for name in ("Lamellar ichthyosis", "Ichthyosis vulgaris", "Epidermolytic ichthyosis")]
     index = SourceIndex.build(sources_from_records([own, annotation, *others], "medquad"))
@@ -216,11 +222,7 @@ def test_bot_like_rows_show_only_sources_whose_title_the_question_names():
     """With ``min_title_match`` a grounded row shows what the bot would show for its question: look-alikes whose
     title the question names (so possibly fewer than ``top_k``), never a passage about something else; a question
     that names no source's title becomes a closed-book row, as it is answered without sources."""
-    own = _record("Is harlequin ichthyosis inherited?", "Harlequin ichthyosis is inherited in an autosomal "
-                  "recessive pattern. Parents are carriers.", "Harlequin ichthyosis")
-    annotation = QARecord("Harlequin ichthyosis inheritance", "Harlequin ichthyosis inheritance: autosomal "
-                          "recessive. Associated genes: ABCA12.", "hpo", focus="Harlequin ichthyosis",
-                          url="https://example.org/hpo/harlequin-ichthyosis")
+    own, annotation = _harlequin()
     lookalike = _record("Is lamellar ichthyosis inherited?", "Lamellar ichthyosis is inherited in an autosomal "
                         "recessive pattern.", "Lamellar ichthyosis")
     elsewhere = _record("Is psoriasis inherited?", "Psoriasis is not inherited like harlequin ichthyosis; it is "
