@@ -6,7 +6,7 @@ searched in the default index with every document of that split masked, exactly 
 and a source counts as relevant when :func:`medlora.retrieval.relevance.about_condition` says it is about the
 question's condition (the citation metric's rule). Reported per title-match weight
 (:data:`medlora.retrieval.index.TITLE_MATCH_WEIGHT`; 0 = plain BM25) and per minimum title match
-(:data:`medlora.retrieval.index.MIN_TITLE_MATCH`, config ``service.min_source_match``; 0 = always three sources):
+(config ``service.min_source_match``; 0 = always three sources):
 
 - ``shown`` — the share of questions shown at least one source (the rest are answered without sources);
 - ``relevant@1`` — of those, the first source is relevant (what a model that cites ``[1]`` gets right);

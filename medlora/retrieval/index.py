@@ -22,7 +22,6 @@ from bm25s.stopwords import STOPWORDS_EN
 from medlora.fsutil import atomic_directory
 from medlora.retrieval.translate import expand_query
 
-
 INDEX_FORMAT = 4  # bump when what a Source holds or how passages are cut changes (invalidates caches)
 
 # Title-match rerank: BM25 ranks a long passage that mentions the question's condition many times (a syndrome
@@ -32,10 +31,6 @@ INDEX_FORMAT = 4  # bump when what a Source holds or how passages are cut change
 # ("syndrome"), digits kept ("type 3" is not "type 1B"). Chosen on the validation splits by bench/retrieval_quality.py.
 TITLE_MATCH_WEIGHT = 2.0
 RERANK_POOL = 10
-# The bot shows a source only when the question names at least this share of the source's title words
-# (``search(min_title_match=...)``, config ``service.min_source_match``): a passage whose title the question does
-# not name is about something else far more often than not, and a small model cites whatever it is shown.
-MIN_TITLE_MATCH = 0.5
 # Words of questions, not of condition names: MedQuAD's question templates and everyday clinical wording.
 QUESTION_WORDS = frozenset("""
     what how why when who which whom whose can could does do did should would will may might people person affected
@@ -141,8 +136,10 @@ class SourceIndex:
 
         ``title_weight`` > 0 reranks the best :data:`RERANK_POOL` hits by how well their title matches the
         question (see :data:`TITLE_MATCH_WEIGHT`); 0 is plain BM25. Scores returned are the reranked ones.
-        ``min_title_match`` > 0 drops hits whose title the question names less than that share of (see
-        :data:`MIN_TITLE_MATCH`), so fewer than ``k`` — or none — may come back.
+        ``min_title_match`` > 0 drops hits whose title the question names less than that share of (the bot's
+        ``service.min_source_match``: a passage whose title the question does not name is about something else far
+        more often than not, and a small model cites whatever it is shown), so fewer than ``k`` — or none — may
+        come back.
         """
         if k <= 0 or not query.strip():
             return []
@@ -165,7 +162,7 @@ class SourceIndex:
             if title_weight > 0:
                 hits = rerank_by_title(hits, words, title_weight)
             if min_title_match > 0:
-                hits = [h for h in hits if title_coverage(title_words(h.source.title), words) >= min_title_match]
+                hits = [h for h in hits if names_title(words, h.source.title, min_title_match)]
         return hits[:k]
 
     def save(self, directory: str | Path) -> None:
@@ -196,6 +193,12 @@ def title_words(text: str) -> set[str]:
 def title_coverage(title: set[str], question: set[str]) -> float:
     """The share of a title's words that the question contains (0 for a title with no words)."""
     return len(title & question) / len(title) if title else 0.0
+
+
+def names_title(question: set[str], title: str, minimum: float) -> bool:
+    """Whether a question (its :func:`title_words`) names at least ``minimum`` of ``title``'s words: the bot's
+    test for showing a source."""
+    return title_coverage(title_words(title), question) >= minimum
 
 
 def title_similarity(title: set[str], question: set[str]) -> float:

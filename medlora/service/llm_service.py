@@ -279,7 +279,7 @@ class LLMService:
             generation_s = time.perf_counter() - began
         total = time.perf_counter() - started
         answers = []
-        searched = self._searched()
+        searched = self._ensure_index() is not None
         for (name, decision), found, gen in zip(resolved, sources, generations, strict=True):
             body = CitationFilter(len(found)).apply(gen.text).strip()
             note = source_note(searched, found)
@@ -304,12 +304,7 @@ class LLMService:
         retrieval_s = time.perf_counter() - started
         self._log_questions([question])
         return AnswerStream(self, prompt, name, decision, sources, budget, started, retrieval_s,
-                            note=source_note(self._searched(), sources))
-
-    def _searched(self) -> bool:
-        """Whether questions are looked up in a source index (so an answer without sources found none)."""
-        service = self.config.service
-        return service.retrieval and service.top_k_sources > 0 and self._index_ready and self._index is not None
+                            note=source_note(self._ensure_index() is not None, sources))
 
     def _check_still_loaded(self, names: Iterable[str | None]) -> None:
         """Called under the lock: an adapter may have been unloaded between routing and generating."""

@@ -20,7 +20,7 @@ from medlora.data.records import QARecord
 from medlora.models.architecture import ModelSpec
 from medlora.models.prompts import fitted_prompt_ids
 from medlora.retrieval import Source, SourceIndex, document_key, sources_from_records
-from medlora.retrieval.index import title_coverage, title_words
+from medlora.retrieval.index import names_title, title_words
 from medlora.retrieval.translate import expand_query
 from medlora.retrieval.relevance import about_condition
 
@@ -93,8 +93,8 @@ class Grounding:
     # yet tell a supporting source from a look-alike learns where the supporting one usually is (first) instead
     # of a uniform guess. The record's own passage (which the index would rank first) leads. "shuffled": random.
     source_order: str = "shuffled"
-    # > 0: show a row only the sources the bot would show for its question (medlora.retrieval.index.MIN_TITLE_MATCH,
-    # config service.min_source_match): look-alikes whose title the question names, so 1-3 sources or none, as at
+    # > 0: show a row only the sources the bot would show for its question (config
+    # service.min_source_match): look-alikes whose title the question names, so 1-3 sources or none, as at
     # inference. 0: always top_k sources.
     min_title_match: float = 0.0
 
@@ -147,7 +147,7 @@ def grounded_rows(
         own = [source for source, _ in sources_from_records([record], "train")]
         if grounding.min_title_match > 0:  # the bot shows the record's own page only if the question names it
             asked = title_words(expand_query(record.question))
-            own = [s for s in own if title_coverage(title_words(s.title), asked) >= grounding.min_title_match]
+            own = [s for s in own if names_title(asked, s.title, grounding.min_title_match)]
         if not distractors and (grounding.min_title_match <= 0 or not (own or related)):
             rows.append((record, [], record.answer))
             continue
