@@ -19,6 +19,13 @@ question's condition (the citation metric's rule). Reported per title-match weig
 
 Each figure carries a 95 % bootstrap interval over questions; the settings are chosen on dermatology.
 
+A second table measures the answer-type rerank (:data:`medlora.retrieval.index.ANSWER_TYPE_WEIGHT`) on every
+inheritance question whose reference states a pattern, of the TRAIN and VALIDATION splits of all three English
+specialties pooled (the validation splits alone hold 10): a train question is searched with the train and test
+splits' documents masked, a validation question with its split's. ``states@1`` is the share of those questions whose
+source [1] states the reference's pattern and no other (the evaluation's inheritance rule applied to the source);
+a question shown no source counts as a miss.
+
 Usage::
 
     python bench/retrieval_quality.py            # results in bench/results/retrieval_quality.{json,md}
@@ -42,10 +49,15 @@ from medlora.retrieval import SourceIndex, configured_index, held_out_documents
 from medlora.evaluation.metrics.text_overlap import RougeL
 from medlora.evaluation.metrics.base import EvalSample
 from medlora.retrieval.relevance import about_condition
+from medlora.evaluation.metrics.facts import inheritance_correct, is_inheritance_question
+from medlora.data.inheritance import inheritance_patterns
+from medlora.retrieval.index import TITLE_MATCH_WEIGHT
 
 WEIGHTS = (0.0, 0.5, 2.0)
 MIN_MATCHES = (0.0, 0.34, 0.5, 0.67)
 K = 3
+ANSWER_TYPE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
+CONFIGURED_MIN_MATCH = 0.5  # config.yaml service.min_source_match
 
 
 def _interval(values: list[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
@@ -79,6 +91,32 @@ def measure(index: SourceIndex, data_dir: Path, weight: float, min_match: float)
             "best copy@3": _interval(best3)}
 
 
+def inheritance_sets(index: SourceIndex, data_dirs: list[Path]) -> list[tuple[list[Any], Any]]:
+    """(inheritance questions, mask) per train and validation split; the test split only lends its documents to
+    the train split's mask, so no train question is answered from a test document."""
+    sets = []
+    for data_dir in data_dirs:
+        splits = {s: load_split(data_dir, s) for s in ("train", "validation", "test")}
+        for split, hidden in (("train", splits["train"] + splits["test"]), ("validation", splits["validation"])):
+            questions = [r for r in splits[split] if is_inheritance_question(r) and inheritance_patterns(r.answer)]
+            sets.append((questions, index.mask(held_out_documents(hidden))))
+    return sets
+
+
+def measure_inheritance(index: SourceIndex, sets: list[tuple[list[Any], Any]], weight: float) -> dict[str, Any]:
+    shown, states, relevant = [], [], []
+    for questions, mask in sets:
+        for record in questions:
+            hits = index.search(record.question, K, mask=mask, min_title_match=CONFIGURED_MIN_MATCH,
+                                answer_type_weight=weight)
+            shown.append(float(bool(hits)))
+            states.append(float(bool(hits) and bool(inheritance_correct(record, hits[0].source.text))))
+            relevant.append(float(bool(hits) and about_condition(hits[0].source, record.focus, record.synonyms,
+                                                                  record.cuis)))
+    return {"questions": len(states), "shown": _interval(shown), "states@1": _interval(states),
+            "relevant@1": _interval(relevant)}
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     lines = [f"Validation splits, every document of the split masked (open-book), top {K}; 95 % bootstrap "
              "intervals over questions. Weight 0 = plain BM25.", "",
@@ -93,6 +131,16 @@ def render_markdown(result: dict[str, Any]) -> str:
             cells += [f"{row[m]['mean']:.3f} [{row[m]['low']:.3f}, {row[m]['high']:.3f}]"
                       for m in ("copy@1", "best copy@3") if m in row]
             lines.append(f"| {specialty} | {row['questions']} | {weight} | {min_match} | " + " | ".join(cells) + " |")
+    if "inheritance" in result:
+        lines += ["", f"Inheritance questions of the train and validation splits, pooled (title-match weight "
+                  f"{TITLE_MATCH_WEIGHT}, min title match {CONFIGURED_MIN_MATCH}); source [1] of each; a question "
+                  "shown no source is a miss.", "",
+                  "| answer-type weight | questions | shown | states@1 | relevant@1 |",
+                  "| ---: | ---: | --- | --- | --- |"]
+        for weight, row in result["inheritance"].items():
+            cells = [f"{100 * row[m]['mean']:.0f} % [{100 * row[m]['low']:.0f}, {100 * row[m]['high']:.0f}]"
+                     for m in ("shown", "states@1", "relevant@1")]
+            lines.append(f"| {weight} | {row['questions']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -107,12 +155,17 @@ def main() -> None:
         raise SystemExit("no source index: nothing to measure")
     result: dict[str, Any] = {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
                               "passages": len(index.sources), "k": K, "specialties": {}}
+    data_dirs = []
     for specialty in english_builtin_specialties():
         data_dir = ensure_prepared(cfg, specialty)
+        data_dirs.append(data_dir)
         result["specialties"][specialty] = {f"{w}/{m}": measure(index, data_dir, w, m)
                                             for w in WEIGHTS for m in MIN_MATCHES}
         print(specialty, {s: (round(r["shown"]["mean"], 2), round(r["relevant@1"]["mean"], 2))
                           for s, r in result["specialties"][specialty].items()}, flush=True)
+    sets = inheritance_sets(index, data_dirs)
+    result["inheritance"] = {str(w): measure_inheritance(index, sets, w) for w in ANSWER_TYPE_WEIGHTS}
+    print("inheritance", {w: round(r["states@1"]["mean"], 2) for w, r in result["inheritance"].items()}, flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(result, indent=2), encoding="utf-8")

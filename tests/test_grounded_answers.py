@@ -13,7 +13,8 @@ import torch
 from medlora.data.records import QARecord, clean_answer
 from medlora.evaluation.bootstrap import paired_bootstrap
 from medlora.evaluation.metrics import EvalSample, get_metric
-from medlora.evaluation.metrics.facts import inheritance_correct, inheritance_patterns
+from medlora.data.inheritance import inheritance_patterns
+from medlora.evaluation.metrics.facts import inheritance_correct
 from medlora.evaluation.metrics.loops import is_looping
 from medlora.models.generation import CitationRange, CopyLimit, LoopStop, prompt_rows, repeats_tail
 

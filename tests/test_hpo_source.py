@@ -10,7 +10,7 @@ from medlora.data.sources.hpo import (
     merge_same_name,
     parse_frequency,
 )
-from medlora.evaluation.metrics.facts import inheritance_patterns
+from medlora.data.inheritance import inheritance_patterns
 
 
 def test_frequencies_from_terms_fractions_and_percentages():

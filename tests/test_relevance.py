@@ -166,3 +166,28 @@ def test_open_book_sources_follow_the_bots_minimum_title_match():
     assert [s.title for s in plain["open"][0]] == [syndrome[0]]
     assert shown["open"] == [[]]
     assert any("0 of 1 questions were shown at least one source" in note for note in notes)
+
+
+def test_inheritance_question_prefers_a_passage_that_states_a_pattern():
+    """Two passages on the same condition, one with signs only (ranked first by BM25) and one that says how it is
+    inherited: for "Is X inherited?" the answer-type rerank puts the one stating a pattern first; other questions
+    and a weight of 0 keep BM25's order."""
+    signs_only = ("Piebaldism", "Piebaldism piebaldism piebaldism: a white forelock and white skin patches.")
+    states = ("Piebaldism", "Autosomal dominant: one changed copy of KIT in each cell causes it.")
+    index = _title_index([signs_only, states])
+    question = "Is piebaldism passed down in families?"
+    assert index.search(question, 2, answer_type_weight=0.0)[0].source.text == signs_only[1][:60]
+    first = index.search(question, 2)[0]
+    assert first.source.text == states[1][:60]
+    assert index.search("What are the signs of piebaldism?", 2)[0].source.text == signs_only[1][:60]
+
+
+def test_inheritance_patterns_read_by_the_metric_and_the_rerank_alike():
+    from medlora.data.inheritance import asks_inheritance, inheritance_patterns
+
+    assert inheritance_patterns("It is inherited in an autosomal-recessive pattern.") == {"autosomal recessive"}
+    assert inheritance_patterns("Most glioblastomas are not inherited.") == {"not inherited"}
+    assert inheritance_patterns("A white forelock.") == set()
+    assert asks_inheritance("How is Noonan syndrome inherited?")
+    assert asks_inheritance("Is this condition passed down in families?")
+    assert not asks_inheritance("How is vitiligo treated?")

@@ -12,31 +12,9 @@ Overlap scores reward an answer that sounds like the reference; these check that
 
 from __future__ import annotations
 
-import re
-
+from medlora.data.inheritance import asks_inheritance, inheritance_patterns
 from medlora.data.records import QARecord, normalise
 from medlora.evaluation.metrics.base import EvalSample, Metric, register
-
-_PATTERNS: dict[str, re.Pattern[str]] = {
-    "autosomal dominant": re.compile(r"autosomal[\s-]+dominant", re.IGNORECASE),
-    "autosomal recessive": re.compile(r"autosomal[\s-]+recessive", re.IGNORECASE),
-    "x-linked dominant": re.compile(r"x[\s-]*linked[\s-]+dominant", re.IGNORECASE),
-    "x-linked recessive": re.compile(r"x[\s-]*linked[\s-]+recessive", re.IGNORECASE),
-    "x-linked": re.compile(r"x[\s-]*linked(?![\s-]+(?:dominant|recessive))", re.IGNORECASE),
-    "y-linked": re.compile(r"y[\s-]*linked", re.IGNORECASE),
-    "mitochondrial": re.compile(r"mitochondrial (?:inheritance|pattern|dna|genes?)|maternally inherited",
-                                re.IGNORECASE),
-    "multifactorial": re.compile(r"multifactorial|complex (?:inheritance|pattern)", re.IGNORECASE),
-    "not inherited": re.compile(r"\b(?:is|are) not (?:usually |typically |generally )?inherited|"
-                                r"not an inherited|non-?inherited|not passed (?:down|on)", re.IGNORECASE),
-}
-_INHERITANCE_QUESTION = re.compile(r"\binherit|\bhereditary\b|\bpassed down\b", re.IGNORECASE)
-
-
-def inheritance_patterns(text: str) -> set[str]:
-    """The inheritance patterns a text names (an unqualified "X-linked" only when no qualified one is)."""
-    found = {name for name, pattern in _PATTERNS.items() if pattern.search(text)}
-    return found
 
 
 def _allowed(reference: set[str]) -> set[str]:
@@ -49,7 +27,7 @@ def _allowed(reference: set[str]) -> set[str]:
 
 
 def is_inheritance_question(record: QARecord) -> bool:
-    return record.qtype == "inheritance" or bool(_INHERITANCE_QUESTION.search(record.question))
+    return record.qtype == "inheritance" or asks_inheritance(record.question)
 
 
 def inheritance_correct(record: QARecord, prediction: str) -> bool | None:
