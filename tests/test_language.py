@@ -100,3 +100,14 @@ def test_cross_language_relevance_improves_with_the_term_map(english_index):
     assert baseline.questions == expanded.questions == len(pairs) >= 100
     assert expanded.hit_at_k > baseline.hit_at_k + 0.4, (baseline, expanded)
     assert expanded.hit_at_k >= 0.75, expanded
+
+
+def test_a_french_inheritance_question_searches_as_one():
+    """"héréditaire" brings "inherited" into the search, so BM25 matches English inheritance passages and the
+    answer-type rerank (medlora.data.inheritance) treats the question as asking for a pattern."""
+    from medlora.data.inheritance import asks_inheritance
+
+    question = "Le piébaldisme est-il héréditaire ?"
+    assert not asks_inheritance(question)
+    assert "inherited" in expand_query(question).split()
+    assert asks_inheritance(expand_query(question))
