@@ -57,7 +57,6 @@ WEIGHTS = (0.0, 0.5, 2.0)
 MIN_MATCHES = (0.0, 0.34, 0.5, 0.67)
 K = 3
 ANSWER_TYPE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
-CONFIGURED_MIN_MATCH = 0.5  # config.yaml service.min_source_match
 
 
 def _interval(values: list[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
@@ -103,11 +102,12 @@ def inheritance_sets(index: SourceIndex, data_dirs: list[Path]) -> list[tuple[li
     return sets
 
 
-def measure_inheritance(index: SourceIndex, sets: list[tuple[list[Any], Any]], weight: float) -> dict[str, Any]:
+def measure_inheritance(index: SourceIndex, sets: list[tuple[list[Any], Any]], weight: float,
+                        min_match: float) -> dict[str, Any]:
     shown, states, relevant = [], [], []
     for questions, mask in sets:
         for record in questions:
-            hits = index.search(record.question, K, mask=mask, min_title_match=CONFIGURED_MIN_MATCH,
+            hits = index.search(record.question, K, mask=mask, min_title_match=min_match,
                                 answer_type_weight=weight)
             shown.append(float(bool(hits)))
             states.append(float(bool(hits) and bool(inheritance_correct(record, hits[0].source.text))))
@@ -133,8 +133,8 @@ def render_markdown(result: dict[str, Any]) -> str:
             lines.append(f"| {specialty} | {row['questions']} | {weight} | {min_match} | " + " | ".join(cells) + " |")
     if "inheritance" in result:
         lines += ["", f"Inheritance questions of the train and validation splits, pooled (title-match weight "
-                  f"{TITLE_MATCH_WEIGHT}, min title match {CONFIGURED_MIN_MATCH}); source [1] of each; a question "
-                  "shown no source is a miss.", "",
+                  f"{TITLE_MATCH_WEIGHT}, min title match {result['inheritance_min_match']}); source [1] of each; "
+                  "a question shown no source is a miss.", "",
                   "| answer-type weight | questions | shown | states@1 | relevant@1 |",
                   "| ---: | ---: | --- | --- | --- |"]
         for weight, row in result["inheritance"].items():
@@ -164,7 +164,9 @@ def main() -> None:
         print(specialty, {s: (round(r["shown"]["mean"], 2), round(r["relevant@1"]["mean"], 2))
                           for s, r in result["specialties"][specialty].items()}, flush=True)
     sets = inheritance_sets(index, data_dirs)
-    result["inheritance"] = {str(w): measure_inheritance(index, sets, w) for w in ANSWER_TYPE_WEIGHTS}
+    result["inheritance_min_match"] = cfg.service.min_source_match  # the bot's setting
+    result["inheritance"] = {str(w): measure_inheritance(index, sets, w, cfg.service.min_source_match)
+                             for w in ANSWER_TYPE_WEIGHTS}
     print("inheritance", {w: round(r["states@1"]["mean"], 2) for w, r in result["inheritance"].items()}, flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
