@@ -103,12 +103,12 @@ def inheritance_sets(index: SourceIndex, data_dirs: list[Path]) -> list[tuple[li
 
 
 def measure_inheritance(index: SourceIndex, sets: list[tuple[list[Any], Any]], weight: float,
-                        min_match: float) -> dict[str, Any]:
+                        min_match: float, subtypes: bool = True) -> dict[str, Any]:
     shown, states, relevant = [], [], []
     for questions, mask in sets:
         for record in questions:
             hits = index.search(record.question, K, mask=mask, min_title_match=min_match,
-                                answer_type_weight=weight)
+                                answer_type_weight=weight, subtypes=subtypes)
             shown.append(float(bool(hits)))
             states.append(float(bool(hits) and bool(inheritance_correct(record, hits[0].source.text))))
             relevant.append(float(bool(hits) and about_condition(hits[0].source, record.focus, record.synonyms,
@@ -135,12 +135,14 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += ["", f"Inheritance questions of the train and validation splits, pooled (title-match weight "
                   f"{TITLE_MATCH_WEIGHT}, min title match {result['inheritance_min_match']}); source [1] of each; "
                   "a question shown no source is a miss.", "",
-                  "| answer-type weight | questions | shown | states@1 | relevant@1 |",
-                  "| ---: | ---: | --- | --- | --- |"]
-        for weight, row in result["inheritance"].items():
+                  "| answer-type weight | subtype numbers need naming | questions | shown | states@1 | relevant@1 |",
+                  "| ---: | --- | ---: | --- | --- | --- |"]
+        for setting, row in result["inheritance"].items():
+            weight, _, subtypes = setting.partition("/")
             cells = [f"{100 * row[m]['mean']:.0f} % [{100 * row[m]['low']:.0f}, {100 * row[m]['high']:.0f}]"
                      for m in ("shown", "states@1", "relevant@1")]
-            lines.append(f"| {weight} | {row['questions']} | " + " | ".join(cells) + " |")
+            named = "no" if subtypes == "subtypes" else "yes (round 8)"
+            lines.append(f"| {weight} | {named} | {row['questions']} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -165,8 +167,10 @@ def main() -> None:
                           for s, r in result["specialties"][specialty].items()}, flush=True)
     sets = inheritance_sets(index, data_dirs)
     result["inheritance_min_match"] = cfg.service.min_source_match  # the bot's setting
-    result["inheritance"] = {str(w): measure_inheritance(index, sets, w, cfg.service.min_source_match)
-                             for w in ANSWER_TYPE_WEIGHTS}
+    result["inheritance"] = {
+        f"{w}/{'subtypes' if subtypes else 'named'}": measure_inheritance(index, sets, w, cfg.service.min_source_match,
+                                                                          subtypes)
+        for subtypes in (False, True) for w in ANSWER_TYPE_WEIGHTS}
     print("inheritance", {w: round(r["states@1"]["mean"], 2) for w, r in result["inheritance"].items()}, flush=True)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -234,3 +234,56 @@ def test_a_stream_stops_at_the_first_repeat():
     text = "Psoriasis causes plaques. Treatment is topical. "
     assert "".join(fine.feed(p) for p in text.split(" ")) + fine.finish() == "".join(text.split(" "))
     assert not fine.done
+
+
+def test_banned_qualifiers_only_where_the_sources_state_one_side():
+    from medlora.models.generation import banned_qualifiers
+
+    assert banned_qualifiers("It is inherited in an autosomal recessive pattern.") == {"autosomal": "dominant"}
+    assert banned_qualifiers("Autosomal-dominant; rarely X-linked recessive.") == {
+        "autosomal": "recessive", "x-linked": "dominant"}
+    assert banned_qualifiers("Both autosomal dominant and autosomal recessive forms exist.") == {}
+    assert banned_qualifiers("Signs: scaly skin, alopecia.") == {}
+    assert banned_qualifiers("") == {}
+
+
+def test_guard_keeps_an_answer_from_contradicting_every_source(tiny_tokenizer, tiny_llama_dir):
+    """A model that wants to write "autosomal dominant" writes the sources' "recessive" once guarded, and is
+    left alone where no source states one side."""
+    from transformers import AutoModelForCausalLM, LogitsProcessor
+
+    from medlora.models.generation import decoding_kwargs
+
+    def ids(text):
+        return tiny_tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    wanted = ids(" inherited in an autosomal dominant pattern")
+    fallback = ids(" inherited in an autosomal recessive pattern")
+
+    class WantsDominant(LogitsProcessor):
+        """Prefers writing ``wanted``; second choice, ``fallback``: whichever the answer so far is on."""
+
+        def __call__(self, input_ids, scores):
+            written = input_ids[0, len(prompt):].tolist()
+            scores = torch.zeros_like(scores)
+            for path, weight in ((fallback, 5.0), (wanted, 10.0)):
+                if path[: len(written)] == written and len(written) < len(path):
+                    scores[:, path[len(written)]] = weight
+            return scores
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    prompt = tiny_tokenizer("Is lamellar ichthyosis inherited?", add_special_tokens=False)["input_ids"]
+
+    def answer(source_texts):
+        kwargs = decoding_kwargs(tiny_tokenizer, len(prompt), len(fallback), source_texts=source_texts)
+        kwargs["logits_processor"].insert(0, WantsDominant())
+        with torch.inference_mode():
+            out = model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                                 **kwargs)
+        return tiny_tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True)
+
+    assert "autosomal dominant" in answer(None)
+    assert "autosomal dominant" in answer(["Scaly skin from birth."])  # nothing stated: untouched
+    assert "autosomal dominant" in answer(["Autosomal dominant and autosomal recessive forms."])
+    guarded = answer(["Lamellar ichthyosis is inherited in an autosomal recessive pattern."])
+    assert "autosomal recessive pattern" in guarded and "dominant" not in guarded

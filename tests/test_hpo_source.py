@@ -56,4 +56,7 @@ def test_hpo_passages_are_retrieved_for_a_disease_question(tmp_path):
     hits = index.search("Is Vohwinkel syndrome inherited?", 3)
     assert hits[0].source.corpus == "hpo" and hits[0].source.focus == "Vohwinkel syndrome"
     assert "autosomal dominant" in hits[0].source.text and hits[0].source.url.startswith("https://hpo.jax.org/")
+    # A prompt heads the snippet "[n] Vohwinkel syndrome:"; the snippet does not repeat the name before its
+    # own sentence names it (a small model looped on "<name>: <name>. <name> is ...").
+    assert hits[0].source.text.startswith("Vohwinkel syndrome is inherited")
     assert default_index(tmp_path, medquad="", abstracts="", hpo=False).sources  # built-in sets remain

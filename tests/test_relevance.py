@@ -191,3 +191,22 @@ def test_inheritance_patterns_read_by_the_metric_and_the_rerank_alike():
     assert asks_inheritance("How is Noonan syndrome inherited?")
     assert asks_inheritance("Is this condition passed down in families?")
     assert not asks_inheritance("How is vitiligo treated?")
+
+
+def test_a_numbered_subtype_counts_as_named_by_its_parents_question():
+    """"Is Griscelli syndrome inherited?" names "Griscelli syndrome type 2" but not "Meier-Gorlin syndrome" for
+    Gorlin more than before: only subtype numbering is exempt from the bot's show-a-source filter."""
+    from medlora.retrieval.index import names_title, title_words
+
+    asked = title_words("Is Griscelli syndrome inherited?")
+    assert names_title(asked, "Griscelli syndrome type 2", 0.5)
+    assert names_title(asked, "Griscelli syndrome, 3", 0.5) and names_title(asked, "Griscelli syndrome IV", 0.5)
+    assert not names_title(asked, "Griscelli syndrome type 2", 0.5, subtypes=False)  # round 8's rule: 1 of 3
+    assert not names_title(asked, "Griscelli-like pigmentary disorder", 0.5)
+    unnumbered = ("Griscelli syndrome", "Griscelli syndrome: silvery hair, partial albinism.")
+    subtype = ("Griscelli syndrome type 2", "Inherited in an autosomal recessive pattern. Genes: RAB27A.")
+    index = _title_index([unnumbered, subtype])
+    shown = index.search("Is Griscelli syndrome inherited?", 2, min_title_match=0.5)
+    assert [h.source.title for h in shown] == [subtype[0], unnumbered[0]]  # the one stating a pattern first
+    old_rule = index.search("Is Griscelli syndrome inherited?", 2, min_title_match=0.5, subtypes=False)
+    assert [h.source.title for h in old_rule] == [unnumbered[0]]

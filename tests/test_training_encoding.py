@@ -140,6 +140,28 @@ def test_related_rows_hide_the_own_passage_and_cite_another_document_on_the_same
     assert any("Parents are carriers" in text for _, _, text in oracle[0][1])
 
 
+def test_a_related_source_silent_or_contrary_on_the_pattern_is_shown_but_never_cited():
+    own = _record("Is harlequin ichthyosis inherited?", "Harlequin ichthyosis is inherited in an autosomal "
+                  "recessive pattern. Parents are carriers.", "Harlequin ichthyosis")
+    others = [_record(f"Is {name} inherited?", f"{name} is inherited in an autosomal dominant pattern.", name)
+              for name in ("Lamellar ichthyosis", "Ichthyosis vulgaris", "Epidermolytic ichthyosis")]
+    # The overlap limit keeps the question's own page uncited, as open-book use never shows it.
+    grounding = Grounding(fraction=1.0, related_only=1.0, top_k=3, max_source_overlap=0.5)
+    for text, cited in (("Associated genes: ABCA12. Very frequent signs: Ectropion.", False),
+                        ("Autosomal dominant. Associated genes: ABCA12.", False),
+                        ("Autosomal recessive. Associated genes: ABCA12.", True)):
+        annotation = QARecord("Harlequin ichthyosis annotation", f"Harlequin ichthyosis. {text}", "hpo",
+                              focus="Harlequin ichthyosis", url="https://example.org/hpo/harlequin-ichthyosis")
+        index = SourceIndex.build(sources_from_records([own, annotation, *others], "medquad"))
+        ((_, sources, target),) = grounded_rows([own], grounding, seed=0, index=index)
+        assert any("ABCA12" in shown or "Ectropion" in shown for _, _, shown in sources)  # shown either way
+        assert not any("Parents are carriers" in shown for _, _, shown in sources)
+        assert target.startswith(NOT_COVERED) is not cited
+        assert bool(re.search(r"\[\d\]", target)) is cited
+        if cited:
+            assert "ABCA12" in sources[int(re.search(r"\[(\d)\]", target).group(1)) - 1][2]
+
+
 def test_retrieval_order_shows_sources_as_the_search_ranks_them_and_changes_nothing_else():
     own, annotation = _harlequin()
     others = [_record(f"Is {name} inherited?", f"{name} is inherited in an autosomal dominant pattern.", name)
@@ -171,8 +193,8 @@ def test_sources_that_repeat_the_target_are_never_cited_under_the_overlap_limit(
     twin = QARecord("Harlequin ichthyosis inheritance", "Harlequin ichthyosis is inherited in an autosomal recessive "
                     "pattern. Parents are carriers of one copy.", "other-site", focus="Harlequin ichthyosis",
                     url="https://example.org/other-site/harlequin")
-    annotation = QARecord("Harlequin ichthyosis genes", "Harlequin ichthyosis: ABCA12 variants; congenital onset "
-                          "with thick plate-like scales.", "hpo", focus="Harlequin ichthyosis",
+    annotation = QARecord("Harlequin ichthyosis genes", "Harlequin ichthyosis: autosomal recessive; ABCA12 variants; "
+                          "congenital onset with thick plate-like scales.", "hpo", focus="Harlequin ichthyosis",
                           url="https://example.org/hpo/harlequin-ichthyosis")
     others = [_record(f"Is {name} inherited?", f"{name} is inherited in an autosomal dominant pattern.", name)
               for name in ("Lamellar ichthyosis", "Ichthyosis vulgaris", "Epidermolytic ichthyosis")]
@@ -241,3 +263,20 @@ def test_bot_like_rows_show_only_sources_whose_title_the_question_names():
                       "parents usually carry one.", "Harlequin ichthyosis")
     ((_, sources, target),) = grounded_rows([unnamed], bot_like, seed=0, index=index)
     assert sources == [] and target == unnamed.answer
+
+
+def test_own_passage_cut_before_its_pattern_is_not_cited_for_an_inheritance_question():
+    from medlora.data.records import SNIPPET_CHARS
+
+    signs = "thick scaly plates of skin over the whole body at birth, with ectropion and eclabium, " * 4
+    own = _record("Is harlequin ichthyosis inherited?", f"Harlequin ichthyosis causes {signs.strip()}. It is "
+                  "inherited in an autosomal recessive pattern.", "Harlequin ichthyosis")
+    assert own.answer.index("autosomal") > SNIPPET_CHARS  # the shown snippet does not state the pattern
+    others = [_record(f"Is {name} inherited?", f"{name} is inherited in an autosomal dominant pattern.", name)
+              for name in ("Lamellar ichthyosis", "Ichthyosis vulgaris", "Epidermolytic ichthyosis")]
+    index = SourceIndex.build(sources_from_records([own, *others], "medquad"))
+    ((_, sources, target),) = grounded_rows([own], Grounding(fraction=1.0, top_k=3), seed=0, index=index)
+    assert sources and target.startswith(NOT_COVERED) and not re.search(r"\[\d\]", target)
+    short = replace(own, answer="Harlequin ichthyosis is inherited in an autosomal recessive pattern.")
+    ((_, _, cited),) = grounded_rows([short], Grounding(fraction=1.0, top_k=3), seed=0, index=index)
+    assert re.search(r"\[\d\]", cited)  # stated within the snippet: cited as before

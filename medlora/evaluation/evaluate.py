@@ -135,6 +135,8 @@ def evaluate_adapter(
         _note_case_prompts(loaded, index, ecfg.citation_top_k, cfg.service.min_source_match)
         if ecfg.note_cases else ([], []))
     note_limits = [0] * len(NOTE_QUESTIONS) + [len(s) for s in note_sources] if note_prompts else None
+    note_texts = ([""] * len(NOTE_QUESTIONS) + [" ".join(source.text for source in s) for s in note_sources]
+                  if note_prompts else None)
 
     resources: dict[str, Any] = {"settings": {"answers": min(ecfg.latency_samples, len(ctx.records)),
                                               "max_new_tokens": ecfg.latency_max_new_tokens, "batch_size": 1,
@@ -165,7 +167,8 @@ def evaluate_adapter(
             if note_prompts:
                 notes_answers[name] = generate_answers(model, loaded.tokenizer, loaded.spec, note_prompts,
                                                        max_new_tokens=ecfg.max_new_tokens,
-                                                       batch_size=ecfg.batch_size, citations=note_limits)
+                                                       batch_size=ecfg.batch_size, citations=note_limits,
+                                                       source_texts=note_texts)
             stage_seconds[f"{name}: outside checks and note cases"] = time.perf_counter() - started
         peft_model = model
         resources["memory"]["peak_rss_bytes"] = peak_rss_bytes()

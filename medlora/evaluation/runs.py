@@ -44,10 +44,11 @@ def run_variant(model: Any, loaded: LoadedModel, ctx: EvaluationContext, *, max_
     for mode, sources in ctx.modes.items():
         prompts = [build_prompt(tok, spec, r.question, numbered(s)) for r, s in zip(ctx.records, sources, strict=True)]
         limits = [len(s) for s in sources] if mode != "closed" else None
+        texts = [" ".join(source.text for source in s) for s in sources] if mode != "closed" else None
         task = progress.add_task(f"{label}: {MODE_LABELS[mode]}", total=len(prompts))
         run.answers[mode] = generate_answers(model, tok, spec, prompts, max_new_tokens=max_new_tokens,
                                              batch_size=batch_size, citations=limits, copy_limit=copy_limit,
-                                             on_batch=partial(progress.advance, task))
+                                             source_texts=texts, on_batch=partial(progress.advance, task))
     if ctx.vignettes:
         prompts = [build_prompt(tok, spec, v.question) for v in ctx.vignettes]
         task = progress.add_task(f"{label}: vignettes", total=2 * len(prompts))

@@ -8,6 +8,12 @@ the answers users get. Two guards run inside ``generate``, and a third is availa
   as soon as its last ``loop_ngram`` tokens already occurred in its answer, and that repeated tail is cut.
 - **Citations in range.** With ``k`` numbered sources in the prompt, a ``[`` may only be followed by a digit
   1..k, and never by a second digit: the raw output cannot cite a source it was not shown.
+- **Stated inheritance.** A small model shown a source that says "autosomal recessive" still writes "autosomal
+  dominant" about as often as it copies the source. When a row's shown sources state one qualifier of a mode
+  of inheritance and not the other (autosomal recessive, never autosomal dominant), the other qualifier may not
+  follow "autosomal" (or "X-linked") in its answer: an answer can still say nothing about inheritance, or name
+  what the sources name, but not contradict all of them. Rows without sources, or whose sources state both or
+  neither, are untouched (:class:`StatedInheritance`).
 - **Copy limit.** Shown sources, a small model copies the first one verbatim — its title, its definition —
   whether or not it answers the question, and restates the question itself when it has nothing to say. No
   answer may repeat more than ``MAX_COPIED_TOKENS`` consecutive tokens of its prompt: terms, names and short
@@ -18,6 +24,7 @@ the answers users get. Two guards run inside ``generate``, and a third is availa
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +41,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from medlora.data.inheritance import inheritance_patterns
 from medlora.models.architecture import ModelSpec
 from medlora.models.loops import cut_repetition
 from medlora.models.precision import autocast, resolve_precision
@@ -42,6 +50,7 @@ from medlora.models.prompts import prompt_uses_special_tokens
 GREEDY_DECODING = {"do_sample": False, "num_beams": 1}
 LOOP_NGRAM = 12  # tokens; about two clinical phrases: a repeat this long is a loop, not a repeated term
 MAX_COPIED_TOKENS: int | None = None  # longest verbatim copy of the prompt an answer may hold; None = no limit
+GUARD_STATED_INHERITANCE = True  # StatedInheritance on for rows with sources; chosen by bench/inheritance_fidelity.py
 
 
 @dataclass
@@ -153,6 +162,69 @@ class CopyLimit(LogitsProcessor):
         return scores
 
 
+_MODE_PREFIXES = ("autosomal", "x-linked")
+_TAIL_TOKENS = 16  # enough to hold "autosomal " however finely a tokenizer splits it
+_QUALIFIERS = ("dominant", "recessive")
+_ENDS_WITH_PREFIX = re.compile(r"\b(autosomal|x[\s-]*linked)[\s-]*$", re.IGNORECASE)
+
+
+def banned_qualifiers(source_text: str) -> dict[str, str]:
+    """``{prefix: qualifier}`` that an answer shown ``source_text`` may not write after ``prefix``: for each
+    of "autosomal" and "x-linked", the qualifier the sources do not state when they state the other one."""
+    stated = inheritance_patterns(source_text)
+    banned = {}
+    for prefix in _MODE_PREFIXES:
+        named = [q for q in _QUALIFIERS if f"{prefix} {q}" in stated]
+        if len(named) == 1:
+            banned[prefix] = next(q for q in _QUALIFIERS if q != named[0])
+    return banned
+
+
+@lru_cache(maxsize=8)
+def _qualifier_tokens(tokenizer: PreTrainedTokenizerBase) -> dict[str, frozenset[int]]:
+    """Per qualifier, the token ids that can begin writing it ("d", "dom", " dominant", "-Dominant" ...): only
+    ever banned right after "autosomal" / "X-linked", where nothing else starting so is written."""
+    tokens = [cast(str, tokenizer.decode([i])) for i in range(len(tokenizer))]
+    starts: dict[str, set[int]] = {q: set() for q in _QUALIFIERS}
+    for i, token in enumerate(tokens):
+        core = token.lstrip(" -\u2010\u2011").lower()
+        if not core:
+            continue
+        for qualifier in _QUALIFIERS:
+            if qualifier.startswith(core) or core.startswith(qualifier):
+                starts[qualifier].add(i)
+    return {q: frozenset(ids) for q, ids in starts.items()}
+
+
+class StatedInheritance(LogitsProcessor):
+    """Bans, right after "autosomal" / "X-linked", the qualifier that contradicts every shown source.
+
+    ``banned[row]`` comes from :func:`banned_qualifiers` of the row's shown sources (empty: no constraint).
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, prompt_length: int,
+                 banned: Sequence[dict[str, str]]) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_length = prompt_length
+        self.banned = list(banned)
+        self.starts = _qualifier_tokens(tokenizer)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        generated = input_ids[:, self.prompt_length :]
+        for row, rules in enumerate(self.banned):
+            if not rules or generated.shape[1] == 0:
+                continue
+            tail = cast(str, self.tokenizer.decode(generated[row, -_TAIL_TOKENS:].tolist(), skip_special_tokens=True))
+            match = _ENDS_WITH_PREFIX.search(tail)
+            if match is None:
+                continue
+            prefix = "autosomal" if match.group(1).lower() == "autosomal" else "x-linked"
+            qualifier = rules.get(prefix)
+            if qualifier:
+                scores[row, list(self.starts[qualifier])] = float("-inf")
+        return scores
+
+
 def prompt_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[list[int]]:
     """Each row's prompt ids with the padding (left or right) removed."""
     if attention_mask is None:
@@ -171,12 +243,15 @@ def decoding_kwargs(
     fixed_length: bool = False,
     prompts: Sequence[Sequence[int]] | None = None,
     copy_limit: int | None = MAX_COPIED_TOKENS,
+    source_texts: Sequence[str] | None = None,
 ) -> dict[str, object]:
     """Keyword arguments for ``model.generate``: greedy, loop stop, the citation range and the copy limit.
 
     ``prompt_length`` is the prompt's length in tokens for a decoder-only model and 0 for an encoder-decoder;
     ``citations`` is the number of numbered sources per row (one int for all rows, or one per row);
     ``prompts``, each row's unpadded prompt ids, turn on ``copy_limit`` (see :class:`CopyLimit`).
+    ``source_texts``, each row's shown sources joined (empty for none), turn on :class:`StatedInheritance`
+    when :data:`GUARD_STATED_INHERITANCE` is set.
     ``fixed_length``: exactly ``max_new_tokens`` tokens, no loop stop — for latency timing, where every
     variant must produce the same amount of work.
     """
@@ -190,6 +265,10 @@ def decoding_kwargs(
     if copy_limit is not None and prompts is not None:
         specials = [t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if isinstance(t, int)]
         processors.append(CopyLimit(prompts, prompt_length, copy_limit, never_banned=specials))
+    if GUARD_STATED_INHERITANCE and source_texts is not None:
+        banned = [banned_qualifiers(text) for text in source_texts]
+        if any(banned):
+            processors.append(StatedInheritance(tokenizer, prompt_length, banned))
     return {
         **GREEDY_DECODING,
         "max_new_tokens": max_new_tokens,
@@ -231,8 +310,9 @@ def generate_batch(
     adapter_names: Sequence[str] | None = None,
     citations: int | Sequence[int] | None = None,
     copy_limit: int | None = MAX_COPIED_TOKENS,
+    source_texts: Sequence[str] | None = None,
 ) -> list[Generation]:
-    """Greedy-decode one batch of already-formatted prompts."""
+    """Greedy-decode one batch of already-formatted prompts (``source_texts``: see :func:`decoding_kwargs`)."""
     tokenizer.padding_side = "right" if spec.is_encoder_decoder else "left"  # decoder-only must pad left
     add_special = prompt_uses_special_tokens(tokenizer, spec)
     inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=add_special)
@@ -240,7 +320,7 @@ def generate_batch(
     prompt_length = 0 if spec.is_encoder_decoder else inputs["input_ids"].shape[1]
     rows = prompt_rows(inputs["input_ids"], inputs.get("attention_mask")) if copy_limit is not None else None
     kwargs = decoding_kwargs(tokenizer, prompt_length, max_new_tokens, citations=citations, copy_limit=copy_limit,
-                             prompts=rows)
+                             prompts=rows, source_texts=source_texts)
     if adapter_names is not None:
         kwargs["adapter_names"] = list(adapter_names)
     started = time.perf_counter()
@@ -267,8 +347,10 @@ def generate_answers(
     citations: Sequence[int] | None = None,
     on_batch: Callable[[int], None] | None = None,
     copy_limit: int | None = MAX_COPIED_TOKENS,
+    source_texts: Sequence[str] | None = None,
 ) -> list[Generation]:
-    """Generate for many prompts, ``batch_size`` at a time; ``citations[i]`` = sources shown to prompt i.
+    """Generate for many prompts, ``batch_size`` at a time; ``citations[i]`` = sources shown to prompt i,
+    ``source_texts[i]`` their text (for :class:`StatedInheritance`).
 
     Prompts are batched in order of length (and the answers put back in input order), so a batch pads little:
     a short closed-book question never waits behind a long prompt with three sources.
@@ -278,8 +360,9 @@ def generate_answers(
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
         limits = [citations[i] for i in chunk] if citations is not None else None
-        generated = generate_batch(model, tokenizer, spec, [prompts[i] for i in chunk],
-                                   max_new_tokens=max_new_tokens, citations=limits, copy_limit=copy_limit)
+        texts = [source_texts[i] for i in chunk] if source_texts is not None else None
+        generated = generate_batch(model, tokenizer, spec, [prompts[i] for i in chunk], max_new_tokens=max_new_tokens,
+                                   citations=limits, copy_limit=copy_limit, source_texts=texts)
         results.update(zip(chunk, generated, strict=True))
         if on_batch:
             on_batch(len(chunk))

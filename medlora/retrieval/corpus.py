@@ -109,8 +109,12 @@ def hpo_sources(data_dir: Path | None = None) -> list[tuple[Source, str]]:
         passage = disease.passage()
         if len(passage) < MIN_PASSAGE_CHARS:
             continue
+        # The passage leads with the name so BM25 matches it; the snippet a prompt shows does not, because the
+        # prompt already heads it "[n] <name>:" and the passage's own sentence names it again: a small model
+        # copied "<name>: <name>. <name> is ..." into a loop the loop stop then cut down to the bare name.
         source = Source(
-            source_id=f"hpo:{disease.disease_id}", title=disease.name, url=disease.url, text=snippet(passage),
+            source_id=f"hpo:{disease.disease_id}", title=disease.name, url=disease.url,
+            text=snippet(passage.removeprefix(f"{disease.name}. ")),
             focus=disease.name, corpus="hpo", license=hpo_source.HPO_LICENSE, document=disease.disease_id,
         )
         documents.append((source, passage))

@@ -23,7 +23,7 @@ from medlora.data.inheritance import asks_inheritance, inheritance_patterns
 from medlora.fsutil import atomic_directory
 from medlora.retrieval.translate import expand_query
 
-INDEX_FORMAT = 4  # bump when what a Source holds or how passages are cut changes (invalidates caches)
+INDEX_FORMAT = 5  # bump when what a Source holds or how passages are cut changes (invalidates caches)
 
 # Title-match rerank: BM25 ranks a long passage that mentions the question's condition many times (a syndrome
 # "with vitiligo") above the short passage *about* it. The best RERANK_POOL hits are rescored by
@@ -49,6 +49,12 @@ QUESTION_WORDS = frozenset("""
 # Heads that every other title shares: "Tietze syndrome" is no match for "Is Crouzonodermoskeletal syndrome inherited?".
 GENERIC_HEADS = frozenset({"syndrome", "syndromes", "disease", "diseases", "disorder", "disorders"})
 _TITLE_WORD = re.compile(r"[a-z0-9]+")
+# Words that number a subtype ("Griscelli syndrome type 3", "Hypercholesterolemia, familial, 2", "... 4B"): the
+# bot's show-a-source filter does not ask the question to name them, so a subtype's passage counts as naming
+# its parent. On the 97 train and validation inheritance questions this lifted "source [1] states the
+# reference's pattern" from 69 % to 75 % (the unnumbered parent often has no annotated pattern while every
+# numbered subtype does) and left every specialty's validation retrieval unchanged (bench/retrieval_quality.py).
+_SUBTYPE_MARKER = re.compile(r"^(?:\d+[a-z]?|[ivx]+|[a-z]|types?|subtypes?|forms?)$")
 _NOT_A_NAME = frozenset(STOPWORDS_EN) | QUESTION_WORDS | GENERIC_HEADS
 
 
@@ -140,7 +146,7 @@ class SourceIndex:
 
     def search(self, query: str, k: int = 3, *, mask: np.ndarray | None = None, expand: bool = True,
                title_weight: float = TITLE_MATCH_WEIGHT, min_title_match: float = 0.0,
-               answer_type_weight: float = ANSWER_TYPE_WEIGHT) -> list[Retrieved]:
+               answer_type_weight: float = ANSWER_TYPE_WEIGHT, subtypes: bool = True) -> list[Retrieved]:
         """The ``k`` best passages; ``expand`` adds a French question's English terms (cross-language search).
 
         ``title_weight`` > 0 reranks the best :data:`RERANK_POOL` hits by how well their title matches the
@@ -149,7 +155,7 @@ class SourceIndex:
         ``service.min_source_match``: a passage whose title the question does not name is about something else far
         more often than not, and a small model cites whatever it is shown), so fewer than ``k`` — or none — may
         come back. ``answer_type_weight`` > 0 also prefers, for an inheritance question, passages that state a
-        pattern (see :data:`ANSWER_TYPE_WEIGHT`); it reranks the same pool.
+        pattern (see :data:`ANSWER_TYPE_WEIGHT`); it reranks the same pool. ``subtypes``: see :func:`names_title`.
         """
         if k <= 0 or not query.strip():
             return []
@@ -175,7 +181,7 @@ class SourceIndex:
             if inheritance:
                 hits = prefer_stated_inheritance(hits, answer_type_weight)
             if min_title_match > 0:
-                hits = [h for h in hits if names_title(words, h.source.title, min_title_match)]
+                hits = [h for h in hits if names_title(words, h.source.title, min_title_match, subtypes)]
         return hits[:k]
 
     def save(self, directory: str | Path) -> None:
@@ -208,10 +214,14 @@ def title_coverage(title: set[str], question: set[str]) -> float:
     return len(title & question) / len(title) if title else 0.0
 
 
-def names_title(question: set[str], title: str, minimum: float) -> bool:
+def names_title(question: set[str], title: str, minimum: float, subtypes: bool = True) -> bool:
     """Whether a question (its :func:`title_words`) names at least ``minimum`` of ``title``'s words: the bot's
-    test for showing a source."""
-    return title_coverage(title_words(title), question) >= minimum
+    test for showing a source. With ``subtypes``, a title's subtype numbering ("type 3", "2", "IV") need not be
+    named (see :data:`_SUBTYPE_MARKER`)."""
+    words = title_words(title)
+    if subtypes:
+        words = {w for w in words if not _SUBTYPE_MARKER.match(w)}
+    return title_coverage(words, question) >= minimum
 
 
 def title_similarity(title: set[str], question: set[str]) -> float:

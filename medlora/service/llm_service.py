@@ -275,7 +275,8 @@ class LLMService:
             began = time.perf_counter()
             generations = generate_batch(self.generation_model, loaded.tokenizer, loaded.spec, prompts,
                                          max_new_tokens=budget, adapter_names=names,
-                                         citations=[len(found) for found in sources])
+                                         citations=[len(found) for found in sources],
+                                         source_texts=[" ".join(s.text for s in found) for found in sources])
             generation_s = time.perf_counter() - began
         total = time.perf_counter() - started
         answers = []

@@ -85,7 +85,9 @@ class AnswerStream:
                     decoding = decoding_kwargs(tokenizer, prompt_len, self._max_new_tokens,
                                                citations=len(self.sources) if self.sources else None,
                                                extra_stops=[_Cancelled(self._cancel)],
-                                               prompts=copied)
+                                               prompts=copied,
+                                               source_texts=[" ".join(s.text for s in self.sources)]
+                                               if self.sources else None)
                     with torch.inference_mode():
                         output = model.generate(**inputs, **decoding, streamer=streamer, **kwargs)
                     counts["generation_s"] = time.perf_counter() - began

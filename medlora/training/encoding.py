@@ -16,6 +16,7 @@ import numpy as np
 from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
+from medlora.data.inheritance import asks_inheritance, inheritance_patterns
 from medlora.data.records import QARecord
 from medlora.models.architecture import ModelSpec
 from medlora.models.prompts import fitted_prompt_ids
@@ -131,6 +132,10 @@ def grounded_rows(
       own page is not in the index;
     - *oracle*: the record's own passage among distractors, cited as ``[n]`` (the knowledge-base case).
 
+    A source is cited only if it states the answer's checkable fact (:func:`states_answer_fact`); when every
+    related one is silent on it and the record's own passage is not citable, the row shows one among distractors
+    and its target says the sources do not cover the question.
+
     With ``max_source_overlap`` below 1, a source that nearly repeats the target is never the one cited; a row
     left with none becomes closed-book. Without an index, distractors are other records of the training set.
     The rest are closed-book rows. The shown sources are in a random order, or with ``source_order`` =
@@ -151,17 +156,28 @@ def grounded_rows(
         if not distractors and (grounding.min_title_match <= 0 or not (own or related)):
             rows.append((record, [], record.answer))
             continue
+        # The own passage's snippet can stop before the sentence that states the fact: then it is not cited either.
+        own = [s for s in own if states_answer_fact(record, s)]
+        unsupported = [s for s in related if not states_answer_fact(record, s)]
+        related = [s for s in related if states_answer_fact(record, s)]
         kind = rng.random()
-        if (kind < grounding.distractor_only and distractors) or not (own or related):
+        if (kind < grounding.distractor_only and distractors) or not (own or related or unsupported):
             rows.append((record, _numbered(distractors[: grounding.top_k]), f"{NOT_COVERED} {record.answer}"))
             continue
         if grounding.max_source_overlap < 1.0:
             own, related = (
                 [s for s in found if source_overlap(record.answer, s.text) <= grounding.max_source_overlap]
                 for found in (own, related))
-            if not (own or related):
+        if not (own or related):
+            if unsupported:  # on the disease but silent on (or contrary to) the asked fact: shown, not cited
+                shown = [*distractors[: grounding.top_k - 1], unsupported[0]]
+                rng.shuffle(shown)
+                if grounding.source_order == "retrieval":
+                    shown = sorted(shown, key=lambda s: ranks[s.source_id])
+                rows.append((record, _numbered(shown), f"{NOT_COVERED} {record.answer}"))
+            else:
                 rows.append((record, [], record.answer))
-                continue
+            continue
         use_related = bool(related) and (not own or rng.random() < grounding.related_only)
         cited = related[0] if use_related else own[0]
         shown = [*distractors[: grounding.top_k - 1], cited]
@@ -171,6 +187,20 @@ def grounded_rows(
         rows.append((record, _numbered(shown),
                      cite_in_answer(record.answer, shown.index(cited) + 1, grounding.citation_style)))
     return rows
+
+
+def states_answer_fact(record: QARecord, source: Source) -> bool:
+    """Whether ``source`` can be cited for ``record``'s answer as far as a fact checkable without a judge goes:
+    for an inheritance question whose answer names a pattern, the source must name one of its patterns.
+
+    A target "According to [1], X is inherited in an autosomal recessive pattern" beside a source [1] that
+    names no pattern taught the model to cite a pattern its sources do not state, and it then stated the
+    commonest one (autosomal dominant) wherever its sources were silent.
+    """
+    if not asks_inheritance(record.question):
+        return True
+    wanted = inheritance_patterns(record.answer)
+    return not wanted or bool(wanted & inheritance_patterns(source.text))
 
 
 def _numbered(sources: Sequence[Source]) -> list[tuple[int, str, str]]:
