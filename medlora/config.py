@@ -168,7 +168,9 @@ class EvaluationConfig(_Strict):
     outside: bool = True
     outside_specialties: list[str] = Field(default_factory=list)  # [] = every registered specialty
     outside_samples: int = Field(40, ge=1)
-    reading_checks: int = Field(60, ge=0)
+    # 120: the base reads these at chance (52 % on 300), so what the check can see is an adapter that flips many
+    # answers; at 30 its interval was about +-20 pp and flagged noise (docs/RESULTS.md, round 9), at 120 +-10 pp.
+    reading_checks: int = Field(120, ge=0)
     # The original note's before/after questions (French and English), answered by both variants.
     note_cases: bool = True
     # Latency benchmark: answers per variant (base, adapter, merged; 0 = skip) and their fixed length.

@@ -104,6 +104,32 @@ def test_the_bot_shows_only_sources_whose_title_the_question_names(service):
         service.config = original
 
 
+def test_the_bot_guards_answers_with_the_text_of_the_sources_it_shows(service, monkeypatch):
+    """The stated-inheritance guard reads the shown sources: the batch and the streaming paths both pass them."""
+    import medlora.service.llm_service as llm_module
+    import medlora.service.streaming as streaming_module
+
+    seen: dict[str, object] = {}
+    real_batch, real_kwargs = llm_module.generate_batch, streaming_module.decoding_kwargs
+
+    def batch(*args, **kwargs):
+        seen["batch"] = kwargs["source_texts"]
+        return real_batch(*args, **kwargs)
+
+    def decoding(*args, **kwargs):
+        seen["stream"] = kwargs["source_texts"]
+        return real_kwargs(*args, **kwargs)
+
+    monkeypatch.setattr(llm_module, "generate_batch", batch)
+    monkeypatch.setattr(streaming_module, "decoding_kwargs", decoding)
+    answer = service.answer(DERM_Q, "dermatology")
+    assert seen["batch"] == [" ".join(s.text for s in answer.sources)] and "asymmetry" in seen["batch"][0]
+    "".join(service.stream(DERM_Q, "dermatology"))
+    assert seen["stream"] == seen["batch"]
+    service.answer("What should I do about red skin?", "dermatology")  # shown no source: nothing to guard
+    assert seen["batch"] == [""]
+
+
 def test_citation_filter_drops_unretrieved_numbers_even_when_streamed():
     text = "Asymmetry [1] and borders [7]; see [2, 9] or [12]. Array[i] stays, so does [note]."
     whole = CitationFilter(2).apply(text)
