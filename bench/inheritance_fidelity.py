@@ -14,7 +14,8 @@ split:
 
 For the base and the adapter, guard off and on: the share of answers stating the reference's pattern (and no
 other), the share contradicting every shown source, and the paired on-minus-off difference with a 95 %
-bootstrap interval. Writes ``bench/results/inheritance_fidelity.{json,md}``.
+bootstrap interval. Writes ``bench/results/inheritance_fidelity.{json,md}``, and every answer to
+``reports/validation/inheritance_fidelity.jsonl`` (git-ignored: it quotes the data).
 
 Usage::
 
@@ -102,6 +103,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--out", type=Path, default=RESULTS / "inheritance_fidelity")
+    parser.add_argument("--answers", type=Path, default=Path("reports/validation/inheritance_fidelity.jsonl"),
+                        help="every answer, for audit (git-ignored: it quotes the data)")
     args = parser.parse_args()
 
     cfg = load_config(args.config)
@@ -151,7 +154,8 @@ def main() -> None:
               "variants": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    args.out.with_name(args.out.name + "_answers.jsonl").write_text(
+    args.answers.parent.mkdir(parents=True, exist_ok=True)
+    args.answers.write_text(
         "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in saved), encoding="utf-8")
     args.out.with_suffix(".md").write_text(render_markdown(result), encoding="utf-8")
     print(render_markdown(result))
