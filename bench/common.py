@@ -9,6 +9,7 @@ import gc
 import math
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -29,6 +30,16 @@ def ensure_prepared(cfg: MedloraConfig, specialty: str) -> Path:
     if not (out / "manifest.json").is_file():
         prepare_dataset(cfg.with_overrides({"data.specialty": specialty}).data, output_dir=out)
     return out
+
+
+def bootstrap_interval(values: Sequence[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
+    """The mean of ``values`` and its 95 % percentile-bootstrap interval (seeded; zeros for no values)."""
+    if not values:
+        return {"mean": 0.0, "low": 0.0, "high": 0.0}
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
+    return {"mean": sum(values) / n, "low": means[int(0.025 * resamples)], "high": means[int(0.975 * resamples)]}
 
 
 def wall(fn: Callable[[], Any]) -> float:

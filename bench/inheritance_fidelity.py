@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import ensure_prepared
+from common import bootstrap_interval, ensure_prepared
 
 from medlora.adapters.checks import load_lora
 from medlora.config import load_config
@@ -48,15 +47,6 @@ from medlora.specialties import english_builtin_specialties
 
 K = 3
 RESULTS = Path(__file__).parent / "results"
-
-
-def interval(values: list[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    if not values:
-        return {"mean": 0.0, "low": 0.0, "high": 0.0}
-    rng = random.Random(seed)
-    n = len(values)
-    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return {"mean": sum(values) / n, "low": means[int(0.025 * resamples)], "high": means[int(0.975 * resamples)]}
 
 
 def probe_questions(cfg: Any, index: SourceIndex, adapter_meta: dict[str, Any]
@@ -136,9 +126,9 @@ def main() -> None:
                        "source_patterns": sorted(inheritance_patterns(t)), "answer": a.text}
                       for (where, r, _), t, a in zip(questions, texts, answers, strict=True)]
         results[variant] = {
-            f"{metric} guard {guard}": interval(scores[guard][metric]) for guard in ("off", "on")
+            f"{metric} guard {guard}": bootstrap_interval(scores[guard][metric]) for guard in ("off", "on")
             for metric in ("correct", "contradicts_sources")}
-        results[variant]["correct on - off"] = interval(
+        results[variant]["correct on - off"] = bootstrap_interval(
             [b - a for a, b in zip(scores["off"]["correct"], scores["on"]["correct"], strict=True)])
         if variant == "adapter":
             model.unload()
@@ -149,7 +139,7 @@ def main() -> None:
     result = {"created": datetime.now(UTC).isoformat(timespec="seconds"), "adapter": args.adapter.name,
               "adapter_trained_on": meta, "questions": len(questions), "sets": sets,
               "shown_a_source": sum(bool(s) for _, _, s in questions), "guard_applies": guarded,
-              "source_1_states_reference": interval(
+              "source_1_states_reference": bootstrap_interval(
                   [float(bool(s) and bool(inheritance_correct(r, s[0].text))) for _, r, s in questions]),
               "variants": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from common import bootstrap_interval
 
 from medlora.config import load_config
 from medlora.data.records import QARecord
@@ -48,14 +49,6 @@ def first_sentence(source: Source) -> str:
         if text.startswith(lead):
             text = text[len(lead):]
     return _SENTENCE_END.split(text, maxsplit=1)[0]
-
-
-def interval(values: list[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    rng = random.Random(seed)
-    n = len(values)
-    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return {"mean": sum(values) / n, "low": means[int(0.025 * resamples)], "high": means[int(0.975 * resamples)],
-            "n": n}
 
 
 def pairs(predictions: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -86,7 +79,7 @@ def measure(predictions: Path, sources: dict[str, Source]) -> dict[str, Any]:
         deltas["fact + closed, same length"].append(
             score(closed_row, " ".join(composed[: len(closed_row["prediction"].split())])) - closed)
         deltas["fact + closed, longer"].append(score(closed_row, words) - closed)
-    return {name: interval(values) for name, values in deltas.items()}
+    return {name: {**bootstrap_interval(values), "n": len(values)} for name, values in deltas.items()}
 
 
 def main() -> None:

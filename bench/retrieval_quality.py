@@ -35,12 +35,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common import ensure_prepared
+from common import bootstrap_interval, ensure_prepared
 
 from medlora.config import load_config
 from medlora.data.prepare import load_split
@@ -57,15 +56,6 @@ WEIGHTS = (0.0, 0.5, 2.0)
 MIN_MATCHES = (0.0, 0.34, 0.5, 0.67)
 K = 3
 ANSWER_TYPE_WEIGHTS = (0.0, 0.5, 1.0, 2.0)
-
-
-def _interval(values: list[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    if not values:
-        return {"mean": 0.0, "low": 0.0, "high": 0.0}
-    rng = random.Random(seed)
-    n = len(values)
-    means = sorted(sum(values[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return {"mean": sum(values) / n, "low": means[int(0.025 * resamples)], "high": means[int(0.975 * resamples)]}
 
 
 def measure(index: SourceIndex, data_dir: Path, weight: float, min_match: float) -> dict[str, Any]:
@@ -85,9 +75,9 @@ def measure(index: SourceIndex, data_dir: Path, weight: float, min_match: float)
         copied = [rouge.value(EvalSample(record, h.source.text)) or 0.0 for h in hits]
         copy1.append(copied[0] if copied else 0.0)
         best3.append(max(copied, default=0.0))
-    return {"questions": len(records), "shown": _interval(shown), "relevant@1": _interval(first),
-            "hit@3": _interval(any3), "precision@3": _interval(share3), "copy@1": _interval(copy1),
-            "best copy@3": _interval(best3)}
+    measured = {"shown": shown, "relevant@1": first, "hit@3": any3, "precision@3": share3, "copy@1": copy1,
+                "best copy@3": best3}
+    return {"questions": len(records), **{name: bootstrap_interval(values) for name, values in measured.items()}}
 
 
 def inheritance_sets(index: SourceIndex, data_dirs: list[Path]) -> list[tuple[list[Any], Any]]:
@@ -113,8 +103,8 @@ def measure_inheritance(index: SourceIndex, sets: list[tuple[list[Any], Any]], w
             states.append(float(bool(hits) and bool(inheritance_correct(record, hits[0].source.text))))
             relevant.append(float(bool(hits) and about_condition(hits[0].source, record.focus, record.synonyms,
                                                                   record.cuis)))
-    return {"questions": len(states), "shown": _interval(shown), "states@1": _interval(states),
-            "relevant@1": _interval(relevant)}
+    return {"questions": len(states), "shown": bootstrap_interval(shown), "states@1": bootstrap_interval(states),
+            "relevant@1": bootstrap_interval(relevant)}
 
 
 def render_markdown(result: dict[str, Any]) -> str:
