@@ -39,7 +39,7 @@ from medlora.data.prepare import load_split
 from medlora.data.records import QARecord
 from medlora.evaluation.metrics.facts import inheritance_correct, is_inheritance_question
 from medlora.evaluation.runs import numbered
-from medlora.models.generation import banned_qualifiers, generate_answers
+from medlora.models.generation import banned_qualifiers, generate_answers, shown_text
 from medlora.models.loading import load_from_config
 from medlora.models.prompts import build_prompt
 from medlora.retrieval import Source, SourceIndex, configured_index, held_out_documents
@@ -80,7 +80,7 @@ def score(questions: list[tuple[str, QARecord, list[Source]]], answers: list[str
     correct, contradicts = [], []
     for (_, record, sources), answer in zip(questions, answers, strict=True):
         correct.append(float(bool(inheritance_correct(record, answer))))
-        stated_by_sources = inheritance_patterns(" ".join(s.text for s in sources))
+        stated_by_sources = inheritance_patterns(shown_text(sources))
         said = inheritance_patterns(answer)
         contradicts.append(float(bool(stated_by_sources) and bool(said) and not (said & stated_by_sources)))
     return {"correct": correct, "contradicts_sources": contradicts}
@@ -107,7 +107,7 @@ def main() -> None:
     tok, spec = loaded.tokenizer, loaded.spec
     prompts = [build_prompt(tok, spec, r.question, numbered(s)) for _, r, s in questions]
     limits = [len(s) for _, _, s in questions]
-    texts = [" ".join(s.text for s in sources) for _, _, sources in questions]
+    texts = [shown_text(sources) for _, _, sources in questions]
     guarded = sum(bool(banned_qualifiers(t)) for t in texts)
 
     results: dict[str, Any] = {}

@@ -49,7 +49,7 @@ from medlora.evaluation.runs import (
     score_run,
 )
 from medlora.evaluation.vocabulary import Vocabulary
-from medlora.models.generation import Generation, generate_answers
+from medlora.models.generation import Generation, generate_answers, shown_text
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.models.prompts import build_prompt
 from medlora.models.quantization import is_quantized
@@ -135,8 +135,7 @@ def evaluate_adapter(
         _note_case_prompts(loaded, index, ecfg.citation_top_k, cfg.service.min_source_match)
         if ecfg.note_cases else ([], []))
     note_limits = [0] * len(NOTE_QUESTIONS) + [len(s) for s in note_sources] if note_prompts else None
-    note_texts = ([""] * len(NOTE_QUESTIONS) + [" ".join(source.text for source in s) for s in note_sources]
-                  if note_prompts else None)
+    note_texts = [""] * len(NOTE_QUESTIONS) + [shown_text(s) for s in note_sources] if note_prompts else None
 
     resources: dict[str, Any] = {"settings": {"answers": min(ecfg.latency_samples, len(ctx.records)),
                                               "max_new_tokens": ecfg.latency_max_new_tokens, "batch_size": 1,

@@ -18,7 +18,7 @@ from medlora.evaluation.bootstrap import Delta, paired_bootstrap
 from medlora.evaluation.context import MODE_LABELS, EvaluationContext
 from medlora.evaluation.likelihood import choose, score_options
 from medlora.evaluation.metrics import EvalSample, get_metric
-from medlora.models.generation import MAX_COPIED_TOKENS, Generation, generate_answers
+from medlora.models.generation import MAX_COPIED_TOKENS, Generation, generate_answers, shown_text
 from medlora.models.loading import LoadedModel
 from medlora.models.prompts import build_prompt
 
@@ -44,7 +44,7 @@ def run_variant(model: Any, loaded: LoadedModel, ctx: EvaluationContext, *, max_
     for mode, sources in ctx.modes.items():
         prompts = [build_prompt(tok, spec, r.question, numbered(s)) for r, s in zip(ctx.records, sources, strict=True)]
         limits = [len(s) for s in sources] if mode != "closed" else None
-        texts = [" ".join(source.text for source in s) for s in sources] if mode != "closed" else None
+        texts = [shown_text(s) for s in sources] if mode != "closed" else None
         task = progress.add_task(f"{label}: {MODE_LABELS[mode]}", total=len(prompts))
         run.answers[mode] = generate_answers(model, tok, spec, prompts, max_new_tokens=max_new_tokens,
                                              batch_size=batch_size, citations=limits, copy_limit=copy_limit,

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import cast
+from typing import Any, cast
 
 import torch
 from transformers import (
@@ -223,6 +223,12 @@ class StatedInheritance(LogitsProcessor):
             if qualifier:
                 scores[row, list(self.starts[qualifier])] = float("-inf")
         return scores
+
+
+def shown_text(sources: Iterable[Any]) -> str:
+    """What :class:`StatedInheritance` reads of a row's shown sources (anything with ``.text``): their texts
+    joined, "" for none."""
+    return " ".join(source.text for source in sources)
 
 
 def prompt_rows(input_ids: torch.Tensor, attention_mask: torch.Tensor | None) -> list[list[int]]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from medlora.config import MedloraConfig
 from medlora.errors import MedloraError
-from medlora.models.generation import generate_batch
+from medlora.models.generation import generate_batch, shown_text
 from medlora.models.loading import LoadedModel, load_from_config
 from medlora.retrieval import SourceIndex
 from medlora.service.adapter_pool import AdapterPool
@@ -276,7 +276,7 @@ class LLMService:
             generations = generate_batch(self.generation_model, loaded.tokenizer, loaded.spec, prompts,
                                          max_new_tokens=budget, adapter_names=names,
                                          citations=[len(found) for found in sources],
-                                         source_texts=[" ".join(s.text for s in found) for found in sources])
+                                         source_texts=[shown_text(found) for found in sources])
             generation_s = time.perf_counter() - began
         total = time.perf_counter() - started
         answers = []

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from transformers import StoppingCriteria, TextIteratorStreamer
 
-from medlora.models.generation import MAX_COPIED_TOKENS, answer_ids, decoding_kwargs
+from medlora.models.generation import MAX_COPIED_TOKENS, answer_ids, decoding_kwargs, shown_text
 from medlora.models.loops import RepetitionGuard
 from medlora.models.prompts import prompt_uses_special_tokens
 from medlora.service.answers import Answer, CitationFilter, CitedSource, compose
@@ -86,8 +86,7 @@ class AnswerStream:
                                                citations=len(self.sources) if self.sources else None,
                                                extra_stops=[_Cancelled(self._cancel)],
                                                prompts=copied,
-                                               source_texts=[" ".join(s.text for s in self.sources)]
-                                               if self.sources else None)
+                                               source_texts=[shown_text(self.sources)] if self.sources else None)
                     with torch.inference_mode():
                         output = model.generate(**inputs, **decoding, streamer=streamer, **kwargs)
                     counts["generation_s"] = time.perf_counter() - began
