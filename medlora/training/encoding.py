@@ -170,23 +170,29 @@ def grounded_rows(
                 for found in (own, related))
         if not (own or related):
             if unsupported:  # on the disease but silent on (or contrary to) the asked fact: shown, not cited
-                shown = [*distractors[: grounding.top_k - 1], unsupported[0]]
-                rng.shuffle(shown)
-                if grounding.source_order == "retrieval":
-                    shown = sorted(shown, key=lambda s: ranks[s.source_id])
+                shown = _arranged([*distractors[: grounding.top_k - 1], unsupported[0]], rng, grounding, ranks)
                 rows.append((record, _numbered(shown), f"{NOT_COVERED} {record.answer}"))
             else:
                 rows.append((record, [], record.answer))
             continue
         use_related = bool(related) and (not own or rng.random() < grounding.related_only)
         cited = related[0] if use_related else own[0]
-        shown = [*distractors[: grounding.top_k - 1], cited]
-        rng.shuffle(shown)  # drawn in both orders, so switching the order changes nothing else of the row
-        if grounding.source_order == "retrieval":  # the own passage is not a search hit: it leads, as it would
-            shown = sorted(shown, key=lambda s: -1 if s is cited and not use_related else ranks[s.source_id])
+        # The own passage is not a search hit: it leads, as it would.
+        shown = _arranged([*distractors[: grounding.top_k - 1], cited], rng, grounding, ranks,
+                          lead=None if use_related else cited)
         rows.append((record, _numbered(shown),
                      cite_in_answer(record.answer, shown.index(cited) + 1, grounding.citation_style)))
     return rows
+
+
+def _arranged(shown: list[Source], rng: random.Random, grounding: Grounding, ranks: dict[str, int],
+              lead: Source | None = None) -> list[Source]:
+    """``shown`` in the row's source order: shuffled, or in the search's ranking with ``lead`` first. The shuffle
+    is drawn in both orders, so switching the order changes nothing else of the row."""
+    rng.shuffle(shown)
+    if grounding.source_order != "retrieval":
+        return shown
+    return sorted(shown, key=lambda s: -1 if s is lead else ranks[s.source_id])
 
 
 def states_answer_fact(record: QARecord, source: Source) -> bool:
