@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from common import bootstrap_interval
 
 from medlora.adapters.checks import load_lora
 from medlora.config import load_config
@@ -33,19 +34,12 @@ from medlora.models.prompts import build_prompt
 RESULTS = Path(__file__).parent / "results" / "reading_check"
 
 
-def paired(base: list[float], other: list[float], resamples: int = 2000, seed: int = 0) -> dict[str, float]:
-    rng = random.Random(seed)
-    diffs = [b - a for a, b in zip(base, other, strict=True)]
-    n = len(diffs)
-    means = sorted(sum(diffs[rng.randrange(n)] for _ in range(n)) / n for _ in range(resamples))
-    return {"mean": sum(diffs) / n, "low": means[int(0.025 * resamples)], "high": means[int(0.975 * resamples) - 1]}
-
-
 def summarize(per_item: dict[str, list[float]], n: int, seed: int) -> dict[str, Any]:
     base = per_item["base"]
     return {"created": datetime.now(UTC).isoformat(timespec="seconds"), "checks": n, "seed": seed,
             "base_accuracy": sum(base) / len(base),
-            "adapters": {name: {"accuracy": sum(r) / len(r), "delta": paired(base, r)}
+            "adapters": {name: {"accuracy": sum(r) / len(r),
+                                "delta": bootstrap_interval([b - a for a, b in zip(base, r, strict=True)])}
                          for name, r in per_item.items() if name != "base"}}
 
 
