@@ -145,10 +145,19 @@ def score_outside(outside: OutsideSet, resamples: int, seed: int) -> dict[str, A
         b = reading_samples(outside.checks, outside.choices["base"])
         a = reading_samples(outside.checks, outside.choices["adapter"])
         delta = paired_bootstrap(metric, b, a, resamples=resamples, seed=seed)
-        rows["reading_check_accuracy"] = {"label": metric.label, "base": metric.compute(b),
-                                          "adapter": metric.compute(a), "n": len(b),
-                                          "interval": delta.to_json() if delta else None}
+        base_choices, adapter_choices = outside.choices["base"], outside.choices["adapter"]
+        rows["reading_check_accuracy"] = {
+            "label": metric.label, "base": metric.compute(b), "adapter": metric.compute(a), "n": len(b),
+            "interval": delta.to_json() if delta else None,
+            # The base reads these at chance (docs/RESULTS.md), so accuracy moves with how often a model says
+            # "Yes" and how many of the base's judgements the adapter flips: both reported beside it.
+            "yes_rate": {"base": _yes_rate(base_choices), "adapter": _yes_rate(adapter_choices)},
+            "changed": sum(x != y for x, y in zip(base_choices, adapter_choices, strict=True)) / len(b)}
     return rows
+
+
+def _yes_rate(choices: list[int | None]) -> float:
+    return sum(c == 0 for c in choices) / len(choices) if choices else 0.0
 
 
 def within_noise(outside: dict[str, Any]) -> list[str]:

@@ -80,6 +80,16 @@ def render_markdown(report: dict[str, Any], include_examples: bool = True) -> st
     return head + out + "\n"
 
 
+def reading_check_note(outside: dict[str, Any]) -> str | None:
+    """One line on the reading check's answers: each model's share of "Yes" and the judgements changed."""
+    row = outside.get("reading_check_accuracy")
+    if not row or "yes_rate" not in row:
+        return None
+    return (f"Reading check: the base answers \"Yes\" to {100 * row['yes_rate']['base']:.0f} % of the checks "
+            f"(half are yes), the adapter to {100 * row['yes_rate']['adapter']:.0f} %; the adapter changes "
+            f"{100 * row['changed']:.0f} % of the base's answers.")
+
+
 def render_checks_markdown(report: dict[str, Any]) -> str:
     """Outside the specialty (base vs adapter, with intervals) and the adapter's open- vs closed-book gain."""
     out = ""
@@ -91,6 +101,9 @@ def render_checks_markdown(report: dict[str, Any]) -> str:
                 for key, row in outside.items()]
         out += ("\n\n### Outside the specialty\n\n"
                 + markdown_table(["Check", "base", "adapter", "Δ [95 % CI]", "n"], rows))
+        note = reading_check_note(outside)
+        if note:
+            out += f"\n\n{note}"
     checks = report.get("checks") or {}
     for key, value in checks.items():
         if key.startswith("adapter_rouge_l_") and isinstance(value, dict):
@@ -141,6 +154,9 @@ def print_table(report: dict[str, Any], console: Console | None = None) -> None:
                                     format_value(row["adapter"], _display_of(key)),
                                     format_interval(row["interval"], _display_of(key)) if row.get("interval") else "",
                                     str(row["n"])] for key, row in outside.items()]))
+        note = reading_check_note(outside)
+        if note:
+            console.print(note)
     for key, value in (report.get("checks") or {}).items():
         if key.startswith("adapter_rouge_l_") and isinstance(value, dict):
             mode = key.removeprefix("adapter_rouge_l_").removesuffix("_minus_closed")
