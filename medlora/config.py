@@ -116,10 +116,6 @@ class TrainingConfig(_Strict):
     # > 0: grounded rows show only the sources the bot would show (service.min_source_match): 1-3 or none.
     min_source_match: float = Field(0.0, ge=0.0, le=1.0)
     top_k_sources: int = Field(3, ge=1, le=9)
-    # Self-distillation replay (medlora.training.replay): this many extra rows pose general prompts answered by
-    # samples of the base model, so the adapter keeps the base's behaviour outside the specialty. 0 = off.
-    replay_examples: int = Field(0, ge=0)
-    replay_max_new_tokens: int = Field(64, ge=1)
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
     logging_steps: int = Field(10, ge=1)

@@ -139,3 +139,21 @@ def test_open_book_ceiling_composes_a_cited_fact_with_the_closed_book_answer(tmp
     result = open_book_ceiling.measure(predictions, {"hpo:1": source})
     assert result["actual"]["n"] == 1 and result["actual"]["mean"] == 0.0
     assert result["fact + closed, longer"]["mean"] > 0  # this source states the reference's fact
+
+
+def test_reading_check_summary_separates_reading_from_saying_no():
+    """An adapter that only says "No" more often keeps the base's AUC; one that reverses its reading does not."""
+    from reading_check import auc, render_markdown, summarize
+
+    truth = [0, 1] * 10
+    reads = [[-1.0 if t == 0 else -4.0, -2.0] for t in truth]  # "Yes" more likely exactly on yes items
+    shy = [[y - 5.0, n] for y, n in reads]  # the same ranking, "Yes" much less likely everywhere
+    reversed_ = [[-4.0 if t == 0 else -1.0, -2.0] for t in truth]
+    result = summarize({"base": reads, "shy": shy, "reversed": reversed_}, truth, seed=0)
+    assert result["base"]["auc"]["mean"] == 1.0 and result["base_accuracy"] == 1.0
+    shy_row, rev_row = result["adapters"]["shy"], result["adapters"]["reversed"]
+    assert shy_row["auc"]["mean"] == 1.0 and shy_row["yes_rate"] == 0.0 and shy_row["accuracy"] == 0.5
+    assert shy_row["changed"] == 0.5 and shy_row["delta"]["high"] < 0
+    assert rev_row["auc"]["mean"] == 0.0 and rev_row["accuracy"] == 0.0
+    assert auc([1.0, 1.0], [0, 1]) == 0.5
+    assert "| `shy` | 50.0 % |" in render_markdown(result)

@@ -48,9 +48,6 @@ from medlora.models.precision import autocast, resolve_precision
 from medlora.models.prompts import prompt_uses_special_tokens
 
 GREEDY_DECODING = {"do_sample": False, "num_beams": 1}
-# Ancestral sampling at temperature 1, nothing truncated: a sample of the model's own distribution (replay
-# targets, medlora.training.replay), not a "creative" setting.
-SAMPLED_DECODING = {"do_sample": True, "num_beams": 1, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
 LOOP_NGRAM = 12  # tokens; about two clinical phrases: a repeat this long is a loop, not a repeated term
 MAX_COPIED_TOKENS: int | None = None  # longest verbatim copy of the prompt an answer may hold; None = no limit
 GUARD_STATED_INHERITANCE = True  # StatedInheritance on for rows with sources; chosen by bench/inheritance_fidelity.py
@@ -253,7 +250,6 @@ def decoding_kwargs(
     prompts: Sequence[Sequence[int]] | None = None,
     copy_limit: int | None = MAX_COPIED_TOKENS,
     source_texts: Sequence[str] | None = None,
-    sampled: bool = False,
 ) -> dict[str, object]:
     """Keyword arguments for ``model.generate``: greedy, loop stop, the citation range and the copy limit.
 
@@ -262,8 +258,6 @@ def decoding_kwargs(
     ``prompts``, each row's unpadded prompt ids, turn on ``copy_limit`` (see :class:`CopyLimit`).
     ``source_texts``, each row's shown sources joined (empty for none), turn on :class:`StatedInheritance`
     when :data:`GUARD_STATED_INHERITANCE` is set.
-    ``sampled``: draw from the model's distribution (:data:`SAMPLED_DECODING`, seeded by the caller through
-    torch's RNG) instead of greedy decoding.
     ``fixed_length``: exactly ``max_new_tokens`` tokens, no loop stop — for latency timing, where every
     variant must produce the same amount of work.
     """
@@ -282,7 +276,7 @@ def decoding_kwargs(
         if any(banned):
             processors.append(StatedInheritance(tokenizer, prompt_length, banned))
     return {
-        **(SAMPLED_DECODING if sampled else GREEDY_DECODING),
+        **GREEDY_DECODING,
         "max_new_tokens": max_new_tokens,
         "pad_token_id": tokenizer.pad_token_id,
         "eos_token_id": tokenizer.eos_token_id,
@@ -323,10 +317,8 @@ def generate_batch(
     citations: int | Sequence[int] | None = None,
     copy_limit: int | None = MAX_COPIED_TOKENS,
     source_texts: Sequence[str] | None = None,
-    sampled: bool = False,
 ) -> list[Generation]:
-    """Decode one batch of already-formatted prompts, greedy unless ``sampled`` (``source_texts`` and
-    ``sampled``: see :func:`decoding_kwargs`)."""
+    """Greedy-decode one batch of already-formatted prompts (``source_texts``: see :func:`decoding_kwargs`)."""
     tokenizer.padding_side = "right" if spec.is_encoder_decoder else "left"  # decoder-only must pad left
     add_special = prompt_uses_special_tokens(tokenizer, spec)
     inputs = tokenizer(list(prompts), return_tensors="pt", padding=True, add_special_tokens=add_special)
@@ -334,7 +326,7 @@ def generate_batch(
     prompt_length = 0 if spec.is_encoder_decoder else inputs["input_ids"].shape[1]
     rows = prompt_rows(inputs["input_ids"], inputs.get("attention_mask")) if copy_limit is not None else None
     kwargs = decoding_kwargs(tokenizer, prompt_length, max_new_tokens, citations=citations, copy_limit=copy_limit,
-                             prompts=rows, source_texts=source_texts, sampled=sampled)
+                             prompts=rows, source_texts=source_texts)
     if adapter_names is not None:
         kwargs["adapter_names"] = list(adapter_names)
     started = time.perf_counter()
@@ -362,7 +354,6 @@ def generate_answers(
     on_batch: Callable[[int], None] | None = None,
     copy_limit: int | None = MAX_COPIED_TOKENS,
     source_texts: Sequence[str] | None = None,
-    sampled: bool = False,
 ) -> list[Generation]:
     """Generate for many prompts, ``batch_size`` at a time; ``citations[i]`` = sources shown to prompt i,
     ``source_texts[i]`` their text (for :class:`StatedInheritance`).
@@ -377,7 +368,7 @@ def generate_answers(
         limits = [citations[i] for i in chunk] if citations is not None else None
         texts = [source_texts[i] for i in chunk] if source_texts is not None else None
         generated = generate_batch(model, tokenizer, spec, [prompts[i] for i in chunk], max_new_tokens=max_new_tokens,
-                                   citations=limits, copy_limit=copy_limit, source_texts=texts, sampled=sampled)
+                                   citations=limits, copy_limit=copy_limit, source_texts=texts)
         results.update(zip(chunk, generated, strict=True))
         if on_batch:
             on_batch(len(chunk))

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from datasets import concatenate_datasets
 from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
@@ -28,7 +27,6 @@ from medlora.training.batching import plan_batching
 from medlora.training.checkpoints import FingerprintCallback, clear_checkpoints, prepare_checkpoints, run_fingerprint
 from medlora.training.encoding import Grounding, build_dataset
 from medlora.training.lora import build_lora_config
-from medlora.training.replay import replay_records
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +149,6 @@ def train_adapter(
     resume_from = prepare_checkpoints(checkpoints, adapter_dir, fingerprint, resume)
     loaded = loaded or load_from_config(cfg.models.llm)
     model, tokenizer, spec = loaded.model, loaded.tokenizer, loaded.spec
-    # The base's own answers, sampled before any adapter exists (medlora.training.replay).
-    replay = replay_records(loaded, tcfg.replay_examples, tcfg.seed, tcfg.replay_max_new_tokens)
     if is_quantized(model):
         model = prepare_model_for_kbit_training(model)
     # LoRA's A matrices are drawn from torch's RNG when the adapter is created, before the Trainer seeds
@@ -168,8 +164,6 @@ def train_adapter(
     val_records = load_split(data_dir, "validation")[: tcfg.max_eval_samples]
     train_ds = build_dataset(train_records, tokenizer, spec, tcfg.max_length, grounding_of(tcfg), tcfg.seed,
                              **training_index(cfg, data_dir))
-    if replay:
-        train_ds = concatenate_datasets([train_ds, build_dataset(replay, tokenizer, spec, tcfg.max_length)])
     val_ds = build_dataset(val_records, tokenizer, spec, tcfg.max_length) if val_records else None
     train_tokens = int(sum(len(ids) for ids in train_ds["input_ids"]) * tcfg.epochs)
     batching = plan_batching(tcfg.batching, spec, tokenizer, peft_model,
@@ -283,8 +277,7 @@ def save_adapter(
                 "distractor_only_fraction": tcfg.distractor_only_fraction,
                 "related_only_fraction": tcfg.related_only_fraction, "top_k_sources": tcfg.top_k_sources,
                 "citation_style": tcfg.citation_style, "max_source_overlap": tcfg.max_source_overlap,
-                "source_order": tcfg.source_order, "replay_examples": tcfg.replay_examples,
-                "replay_max_new_tokens": tcfg.replay_max_new_tokens, "seed": tcfg.seed,
+                "source_order": tcfg.source_order, "seed": tcfg.seed,
             },
             "training": _result_summary(result),
             "data": {k: manifest.get(k) for k in ("dataset_hash", "counts", "sources", "filters")},
