@@ -6,7 +6,12 @@ scores "Yes" vs "No" by log-likelihood. The demo ran 30 of them, and the base mo
 paired interval on 30 items spans about +-20 pp: the same recipe landed 8 pp apart in two runs, and round 9's demo
 adapter failed its gate at -13.3 pp [-26.7, -3.3]. This bench answers the same kind of check on ``--n`` items
 drawn with another seed (not the demo's items), for the base and each adapter given, with paired 95 % bootstrap
-intervals, so adapters can be compared on the same items. Writes ``bench/results/reading_check.{json,md}``.
+intervals, so adapters can be compared on the same items.
+
+Beside accuracy it reports what accuracy hides on a check the base reads at chance: each model's share of "Yes"
+answers, the share of the base's answers an adapter changes, and the **AUC** of the "Yes" minus "No"
+log-likelihood against the truth — a threshold-free measure of reading (0.5 = none), so a model that only says
+"No" more often keeps its AUC. Writes ``<out>.{json,md}`` (default ``bench/results/reading_check``).
 
 Usage::
 
@@ -17,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,31 +34,70 @@ from medlora.adapters.checks import load_lora
 from medlora.config import load_config
 from medlora.evaluation.context import data_path
 from medlora.evaluation.forgetting import OPTIONS, build_reading_checks
-from medlora.evaluation.likelihood import choose, score_options
+from medlora.evaluation.likelihood import OptionScore, choose, score_options
 from medlora.models.loading import load_from_config
 from medlora.models.prompts import build_prompt
 
 RESULTS = Path(__file__).parent / "results" / "reading_check"
 
 
-def summarize(per_item: dict[str, list[float]], n: int, seed: int) -> dict[str, Any]:
-    base = per_item["base"]
-    return {"created": datetime.now(UTC).isoformat(timespec="seconds"), "checks": n, "seed": seed,
-            "base_accuracy": sum(base) / len(base),
-            "adapters": {name: {"accuracy": sum(r) / len(r),
-                                "delta": bootstrap_interval([b - a for a, b in zip(base, r, strict=True)])}
-                         for name, r in per_item.items() if name != "base"}}
+def auc(scores: Sequence[float], truth: Sequence[int]) -> float:
+    """P(a "yes" item scores above a "no" item), ties counted half: 0.5 = the scores do not read the item."""
+    yes = [s for s, t in zip(scores, truth, strict=True) if t == 0]
+    no = [s for s, t in zip(scores, truth, strict=True) if t == 1]
+    if not yes or not no:
+        return 0.5
+    return sum((y > n) + 0.5 * (y == n) for y in yes for n in no) / (len(yes) * len(no))
+
+
+def auc_interval(scores: Sequence[float], truth: Sequence[int], resamples: int = 1000,
+                 seed: int = 0) -> dict[str, float]:
+    rng = random.Random(seed)
+    n = len(scores)
+    draws = []
+    for _ in range(resamples):
+        picked = [rng.randrange(n) for _ in range(n)]
+        draws.append(auc([scores[i] for i in picked], [truth[i] for i in picked]))
+    draws.sort()
+    return {"mean": auc(scores, truth), "low": draws[int(0.025 * resamples)], "high": draws[int(0.975 * resamples)]}
+
+
+def summarize(scores: dict[str, list[list[float]]], truth: list[int], seed: int) -> dict[str, Any]:
+    """``scores[model][i]`` = the [Yes, No] log-likelihoods of check i; ``truth[i]`` = 0 for yes, 1 for no."""
+    choices = {name: [choose([OptionScore(value, len(option)) for value, option in zip(pair, OPTIONS, strict=True)])
+                      for pair in rows] for name, rows in scores.items()}
+    correct = {name: [float(c == t) for c, t in zip(picked, truth, strict=True)] for name, picked in choices.items()}
+    margin = {name: [y - n for y, n in rows] for name, rows in scores.items()}
+
+    def describe(name: str) -> dict[str, Any]:
+        return {"accuracy": sum(correct[name]) / len(truth),
+                "yes_rate": sum(c == 0 for c in choices[name]) / len(truth),
+                "auc": auc_interval(margin[name], truth)}
+
+    base = correct["base"]
+    return {"created": datetime.now(UTC).isoformat(timespec="seconds"), "checks": len(truth), "seed": seed,
+            "base_accuracy": sum(base) / len(base), "base": describe("base"),
+            "adapters": {name: {**describe(name),
+                                "delta": bootstrap_interval([a - b for a, b in zip(row, base, strict=True)]),
+                                "changed": sum(x != y for x, y in zip(choices[name], choices["base"], strict=True))
+                                / len(truth)}
+                         for name, row in correct.items() if name != "base"}}
 
 
 def render_markdown(result: dict[str, Any]) -> str:
+    base = result["base"]
     lines = [f"{result['checks']} yes/no reading checks over medical abstracts (seed {result['seed']}; the demo's "
-             f"use seed 42), half yes, half no; base accuracy {100 * result['base_accuracy']:.1f} %. Paired 95 % "
-             "bootstrap intervals.", "",
-             "| adapter | accuracy | Δ over the base [95 % CI] |", "| --- | --- | --- |"]
+             f"use seed 42), half yes, half no; base accuracy {100 * result['base_accuracy']:.1f} %, base answers "
+             f"\"Yes\" to {100 * base['yes_rate']:.1f} %, base AUC {base['auc']['mean']:.3f} "
+             f"[{base['auc']['low']:.3f}, {base['auc']['high']:.3f}] (0.5 = no reading). Paired 95 % bootstrap "
+             "intervals.", "",
+             "| adapter | accuracy | Δ over the base [95 % CI] | says \"Yes\" | base answers changed | AUC [95 % CI] |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for name, row in result["adapters"].items():
-        d = row["delta"]
+        d, a = row["delta"], row["auc"]
         lines.append(f"| `{name}` | {100 * row['accuracy']:.1f} % | {100 * d['mean']:+.1f} pp "
-                     f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] |")
+                     f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] | {100 * row['yes_rate']:.1f} % | "
+                     f"{100 * row['changed']:.1f} % | {a['mean']:.3f} [{a['low']:.3f}, {a['high']:.3f}] |")
     return "\n".join(lines) + "\n"
 
 
@@ -71,20 +117,21 @@ def main() -> None:
     loaded = load_from_config(cfg.models.llm)
     prompts = [build_prompt(loaded.tokenizer, loaded.spec, c.question) for c in checks]
 
-    def correct(model: Any) -> list[float]:
-        return [float(choose(score_options(model, loaded.tokenizer, loaded.spec, p, OPTIONS)) == c.answer_index)
-                for p, c in zip(prompts, checks, strict=True)]
+    def loglikelihoods(model: Any) -> list[list[float]]:
+        return [[s.loglikelihood for s in score_options(model, loaded.tokenizer, loaded.spec, p, OPTIONS)]
+                for p in prompts]
 
-    per_item = {"base": correct(loaded.model)}
+    scores = {"base": loglikelihoods(loaded.model)}
     for adapter in args.adapters:
         model = load_lora(loaded.model, adapter)
         model.eval()
-        per_item[adapter.name] = correct(model)
+        scores[adapter.name] = loglikelihoods(model)
         model.unload()
-    result = summarize(per_item, len(checks), args.seed)
+    truth = [c.answer_index for c in checks]
+    result = summarize(scores, truth, args.seed)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({**result, "per_item": per_item}, indent=1) + "\n",
-                                             encoding="utf-8")
+    args.out.with_suffix(".json").write_text(json.dumps({**result, "truth": truth, "loglikelihoods": scores},
+                                                        indent=1) + "\n", encoding="utf-8")
     args.out.with_suffix(".md").write_text(render_markdown(result), encoding="utf-8")
     print(render_markdown(result))
 
