@@ -149,8 +149,9 @@ def score_outside(outside: OutsideSet, resamples: int, seed: int) -> dict[str, A
         rows["reading_check_accuracy"] = {
             "label": metric.label, "base": metric.compute(b), "adapter": metric.compute(a), "n": len(b),
             "interval": delta.to_json() if delta else None,
-            # The base reads these at chance (docs/RESULTS.md), so accuracy moves with how often a model says
-            # "Yes" and how many of the base's judgements the adapter flips: both reported beside it.
+            # The default base reads these at chance (docs/RESULTS.md, round 10): its accuracy then moves only
+            # with how often a model says "Yes" and which of the base's answers the adapter flips, so both are
+            # reported beside it.
             "yes_rate": {"base": _yes_rate(base_choices), "adapter": _yes_rate(adapter_choices)},
             "changed": sum(x != y for x, y in zip(base_choices, adapter_choices, strict=True)) / len(b)}
     return rows
