@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from medlora.evaluation.forgetting import OutsideSet, build_reading_checks, score_outside, within_noise
-from medlora.evaluation.report import reading_check_note
+from medlora.evaluation.report import reading_check_note, render_checks_markdown
 
 
 def test_reading_checks_are_seeded_and_balanced(abstracts_csv):
@@ -35,6 +35,7 @@ def test_yes_rate_and_changed_judgements(abstracts_csv):
     assert within_noise({"reading_check_accuracy": row}) == [row["label"]]
     note = reading_check_note({"reading_check_accuracy": row})
     assert note is not None and "50 %" in note and "adapter to 0 %" in note
+    assert note in render_checks_markdown({"outside": {"reading_check_accuracy": row}})  # under the table
 
 
 def test_same_judgements_are_within_noise(abstracts_csv):
