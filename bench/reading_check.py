@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from common import bootstrap_interval
+from sklearn.metrics import roc_auc_score
 
 from medlora.adapters.checks import load_lora
 from medlora.config import load_config
@@ -42,12 +43,11 @@ RESULTS = Path(__file__).parent / "results" / "reading_check"
 
 
 def auc(scores: Sequence[float], truth: Sequence[int]) -> float:
-    """P(a "yes" item scores above a "no" item), ties counted half: 0.5 = the scores do not read the item."""
-    yes = [s for s, t in zip(scores, truth, strict=True) if t == 0]
-    no = [s for s, t in zip(scores, truth, strict=True) if t == 1]
-    if not yes or not no:
+    """P(a "yes" item scores above a "no" item), ties counted half: 0.5 = the scores do not read the item (also
+    when only one answer occurs, where the AUC is undefined)."""
+    if len(set(truth)) < 2:
         return 0.5
-    return sum((y > n) + 0.5 * (y == n) for y in yes for n in no) / (len(yes) * len(no))
+    return float(roc_auc_score([int(t == 0) for t in truth], scores))
 
 
 def auc_interval(scores: Sequence[float], truth: Sequence[int], resamples: int = 1000,
