@@ -34,7 +34,7 @@ from sklearn.metrics import roc_auc_score
 from medlora.adapters.checks import load_lora
 from medlora.config import load_config
 from medlora.evaluation.context import data_path
-from medlora.evaluation.forgetting import OPTIONS, build_reading_checks
+from medlora.evaluation.forgetting import OPTIONS, build_reading_checks, changed_share, yes_rate
 from medlora.evaluation.likelihood import OptionScore, choose, score_options
 from medlora.models.loading import load_from_config
 from medlora.models.prompts import build_prompt
@@ -71,7 +71,7 @@ def summarize(scores: dict[str, list[list[float]]], truth: list[int], seed: int)
 
     def describe(name: str) -> dict[str, Any]:
         return {"accuracy": sum(correct[name]) / len(truth),
-                "yes_rate": sum(c == 0 for c in choices[name]) / len(truth),
+                "yes_rate": yes_rate(choices[name]),
                 "auc": auc_interval(margin[name], truth)}
 
     base = correct["base"]
@@ -79,8 +79,7 @@ def summarize(scores: dict[str, list[list[float]]], truth: list[int], seed: int)
             "base_accuracy": sum(base) / len(base), "base": describe("base"),
             "adapters": {name: {**describe(name),
                                 "delta": bootstrap_interval([a - b for a, b in zip(row, base, strict=True)]),
-                                "changed": sum(x != y for x, y in zip(choices[name], choices["base"], strict=True))
-                                / len(truth)}
+                                "changed": changed_share(choices["base"], choices[name])}
                          for name, row in correct.items() if name != "base"}}
 
 

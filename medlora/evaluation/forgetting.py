@@ -11,6 +11,7 @@ Two checks, each base vs adapter with a paired interval (a good adapter stays wi
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,13 +153,19 @@ def score_outside(outside: OutsideSet, resamples: int, seed: int) -> dict[str, A
             # The default base reads these at chance (docs/RESULTS.md, round 10): its accuracy then moves only
             # with how often a model says "Yes" and which of the base's answers the adapter flips, so both are
             # reported beside it.
-            "yes_rate": {"base": _yes_rate(base_choices), "adapter": _yes_rate(adapter_choices)},
-            "changed": sum(x != y for x, y in zip(base_choices, adapter_choices, strict=True)) / len(b)}
+            "yes_rate": {"base": yes_rate(base_choices), "adapter": yes_rate(adapter_choices)},
+            "changed": changed_share(base_choices, adapter_choices)}
     return rows
 
 
-def _yes_rate(choices: list[int | None]) -> float:
+def yes_rate(choices: Sequence[int | None]) -> float:
+    """The share of reading checks answered "Yes" (choice 0)."""
     return sum(c == 0 for c in choices) / len(choices) if choices else 0.0
+
+
+def changed_share(base: Sequence[int | None], adapter: Sequence[int | None]) -> float:
+    """The share of the base's reading-check answers that the adapter answers otherwise."""
+    return sum(x != y for x, y in zip(base, adapter, strict=True)) / len(base) if base else 0.0
 
 
 def within_noise(outside: dict[str, Any]) -> list[str]:
