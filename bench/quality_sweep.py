@@ -92,6 +92,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
                                         "training.citation_style": "sentence"},
     "all-linear-r16-grounded0.9": {**ALL_LINEAR_R16, "training.learning_rate": 5e-4,
                                    "training.grounded_fraction": 0.9},
+    # Round 11: distillation replay toward the base (medlora.training.distill) on the chosen recipe.
+    "lead-retrieval-order-lr2e-3-kl1": {**LEAD, "training.source_order": "retrieval", "training.learning_rate": 2e-3,
+                                        "training.replay_kl_weight": 1.0, "training.replay_rows": 2,
+                                        "training.replay_tokens": 16},
+    "lead-retrieval-order-lr2e-3-kl4-t4": {**LEAD, "training.source_order": "retrieval",
+                                           "training.learning_rate": 2e-3, "training.replay_kl_weight": 4.0,
+                                           "training.replay_rows": 1, "training.replay_tokens": 4},
+    "lead-retrieval-order-lr2e-3-kl4-t0": {**LEAD, "training.source_order": "retrieval",
+                                           "training.learning_rate": 2e-3, "training.replay_kl_weight": 4.0,
+                                           "training.replay_rows": 1, "training.replay_tokens": 0},
 }
 METRICS = ["bleu", "rouge_l", "terminology_recall", "inheritance_accuracy", "looping_answers",
            "citation_relevance", "citation_coverage", "citations_invented"]

@@ -116,6 +116,14 @@ class TrainingConfig(_Strict):
     # > 0: grounded rows show only the sources the bot would show (service.min_source_match): 1-3 or none.
     min_source_match: float = Field(0.0, ge=0.0, le=1.0)
     top_k_sources: int = Field(3, ge=1, le=9)
+    # Distillation replay (medlora.training.distill): each micro-batch also reads replay_rows team-written
+    # prompts outside every specialty and adds replay_kl_weight x KL(base || adapter) over their next-token
+    # distributions, so the adapter keeps the base's behaviour where it is not meant to change it. 0 = off.
+    replay_kl_weight: float = Field(0.0, ge=0.0)
+    replay_rows: int = Field(2, ge=1)
+    replay_tokens: int = Field(16, ge=0)  # the base's own continuation after each prompt, also matched (0 = the
+    # first answer token alone: where a yes/no judgement is decided)
+    replay_prompts: str | None = None  # a YAML file like medlora/training/replay_prompts.yaml; None = that one
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
     logging_steps: int = Field(10, ge=1)

@@ -29,7 +29,7 @@ from medlora.evaluation.metrics.base import EvalSample, register
 from medlora.evaluation.metrics.diagnostic import DiagnosticMultipleChoice
 from medlora.evaluation.runs import VariantRun, run_variant, samples_of
 from medlora.models.loading import LoadedModel
-from medlora.models.prompts import build_prompt
+from medlora.models.prompts import build_prompt, reading_question
 from medlora.retrieval import SourceIndex
 from medlora.specialties import english_builtin_specialties
 
@@ -58,8 +58,7 @@ def build_reading_checks(abstracts_csv: Path, n: int, seed: int) -> list[Reading
         yes = i % 2 == 0
         asked = abstract.condition if yes else rng.choice([c for c in conditions if c != abstract.condition])
         body = abstract.text[:ABSTRACT_CHARS].rsplit(" ", 1)[0]
-        question = (f"Abstract: {body}\n\nIs this abstract about {asked.lower()}? Answer yes or no.")
-        checks.append(ReadingCheck(question, 0 if yes else 1, asked, abstract.row))
+        checks.append(ReadingCheck(reading_question(body, asked), 0 if yes else 1, asked, abstract.row))
     return checks
 
 

@@ -95,6 +95,13 @@ def fitted_prompt_ids(
     return ids_with(low)[-max_tokens:]
 
 
+def reading_question(text: str, topic: str) -> str:
+    """A yes/no reading question over a short text: the outside-the-specialty check of
+    :mod:`medlora.evaluation.forgetting` asks it over abstracts, and distillation replay
+    (:mod:`medlora.training.distill`) over team-written ones, so both see one format."""
+    return f"Abstract: {text}\n\nIs this abstract about {topic.lower()}? Answer yes or no."
+
+
 def build_prompt(
     tokenizer: PreTrainedTokenizerBase,
     spec: ModelSpec,

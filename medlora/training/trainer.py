@@ -25,6 +25,7 @@ from medlora.models.quantization import is_quantized
 from medlora.retrieval import configured_index, leakage_filter
 from medlora.training.batching import plan_batching
 from medlora.training.checkpoints import FingerprintCallback, clear_checkpoints, prepare_checkpoints, run_fingerprint
+from medlora.training.distill import DistillationReplay, build_replay
 from medlora.training.encoding import Grounding, build_dataset
 from medlora.training.lora import build_lora_config
 
@@ -132,6 +133,47 @@ class _StepCounter(TrainerCallback):
         self.steps += 1
 
 
+class ReplayTrainer(Trainer):
+    """The HF Trainer plus, in training steps, the distillation replay's ``weight x KL(base || adapter)``.
+
+    The KL is added per micro-batch and scaled as the Trainer scales the specialty loss over gradient
+    accumulation; evaluation (the validation loss) leaves it out, so validation losses stay comparable with and
+    without replay. The mean KL since the last log line is logged as ``replay_kl``.
+    """
+
+    def __init__(self, *args: Any, replay: DistillationReplay | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.replay = replay
+        self._kl_sum, self._kl_count = 0.0, 0
+
+    def compute_loss(self, model: Any, inputs: Any, return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        result: Any = super().compute_loss(model, inputs, return_outputs=return_outputs,
+                                           num_items_in_batch=num_items_in_batch)
+        if self.replay is None or not model.training:
+            return result
+        kl = self.replay.loss(self.accelerator.unwrap_model(model))
+        self._kl_sum, self._kl_count = self._kl_sum + kl.item(), self._kl_count + 1
+        term = self.replay.weight * kl
+        # The same rule as Trainer.training_step: a loss normalised by num_items_in_batch is not divided again.
+        scaled_for_ga = self.loss_is_scaled_for_ga
+        if scaled_for_ga is None:
+            scaled_for_ga = bool((self.model_accepts_loss_kwargs and num_items_in_batch is not None)
+                                 or self.compute_loss_func is not None)
+        if scaled_for_ga:
+            term = term / self.current_gradient_accumulation_steps
+        if return_outputs:
+            loss, outputs = result
+            return loss + term, outputs
+        return result + term
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if self._kl_count and "loss" in logs:
+            logs["replay_kl"] = round(self._kl_sum / self._kl_count, 5)
+            self._kl_sum, self._kl_count = 0.0, 0
+        super().log(logs, *args, **kwargs)
+
+
 def train_adapter(
     cfg: MedloraConfig,
     data_dir: str | Path,
@@ -149,6 +191,7 @@ def train_adapter(
     resume_from = prepare_checkpoints(checkpoints, adapter_dir, fingerprint, resume)
     loaded = loaded or load_from_config(cfg.models.llm)
     model, tokenizer, spec = loaded.model, loaded.tokenizer, loaded.spec
+    replay = build_replay(loaded, tcfg)  # the base's continuations, before any adapter exists
     if is_quantized(model):
         model = prepare_model_for_kbit_training(model)
     # LoRA's A matrices are drawn from torch's RNG when the adapter is created, before the Trainer seeds
@@ -199,7 +242,8 @@ def train_adapter(
     )
     collator = batching.collator
     counter = _StepCounter()
-    trainer = Trainer(
+    trainer = ReplayTrainer(
+        replay=replay,
         callbacks=[counter, FingerprintCallback(fingerprint)],
         model=peft_model,
         args=args,
@@ -277,7 +321,8 @@ def save_adapter(
                 "distractor_only_fraction": tcfg.distractor_only_fraction,
                 "related_only_fraction": tcfg.related_only_fraction, "top_k_sources": tcfg.top_k_sources,
                 "citation_style": tcfg.citation_style, "max_source_overlap": tcfg.max_source_overlap,
-                "source_order": tcfg.source_order, "seed": tcfg.seed,
+                "source_order": tcfg.source_order, "replay_kl_weight": tcfg.replay_kl_weight,
+                "replay_rows": tcfg.replay_rows, "replay_tokens": tcfg.replay_tokens, "seed": tcfg.seed,
             },
             "training": _result_summary(result),
             "data": {k: manifest.get(k) for k in ("dataset_hash", "counts", "sources", "filters")},
