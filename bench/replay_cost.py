@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench_training import _bench_data
 from common import ensure_prepared, machine
 
 from medlora.config import load_config
@@ -27,18 +27,6 @@ from medlora.models.loading import load_from_config
 from medlora.training.trainer import train_adapter
 
 RESULTS = Path(__file__).parent / "results" / "replay_cost"
-
-
-def _subset(source: Path, out: Path, n: int) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    lines = [ln for ln in (source / "train.jsonl").read_text(encoding="utf-8").splitlines() if ln.strip()]
-    (out / "train.jsonl").write_text("\n".join(lines[:n]) + "\n", encoding="utf-8")
-    (out / "validation.jsonl").write_text("", encoding="utf-8")
-    shutil.copy(source / "manifest.json", out / "manifest.json")
-    for split in ("test",):
-        if (source / f"{split}.jsonl").is_file():
-            shutil.copy(source / f"{split}.jsonl", out / f"{split}.jsonl")
-    return out
 
 
 def main() -> None:
@@ -61,7 +49,7 @@ def main() -> None:
     source = ensure_prepared(cfg, args.specialty)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
-        data_dir = _subset(source, Path(tmp) / "data", args.records)
+        data_dir = _bench_data(source, Path(tmp) / "data", args.records)  # the same subset as benchmark 1
         for name, overrides in (("off", {"training.replay_kl_weight": 0.0}), ("on", replay)):
             run_cfg = cfg.with_overrides(overrides)
             result = train_adapter(run_cfg, data_dir, Path(tmp) / name, loaded=load_from_config(run_cfg.models.llm))
