@@ -158,3 +158,38 @@ def test_zero_continuation_tokens_match_the_first_answer_token_alone(tiny_loaded
     replay = DistillationReplay(rows, weight=1.0, rows_per_step=2, seed=0, pad_id=0, is_encoder_decoder=False)
     _, mask = replay.batch(rows, torch.device("cpu"))
     assert mask.sum(dim=1).tolist() == [1.0, 1.0]
+
+
+def test_the_kl_term_is_scaled_like_the_loss_over_gradient_accumulation(tiny_llama_dir, tmp_path, one_torch_thread):
+    """With num_items_in_batch the Trainer does not divide the loss by the accumulation steps: the KL term must be
+    divided here, or replay would weigh 4x more with 4 accumulation steps than with 1."""
+    from transformers import TrainingArguments
+
+    from medlora.training.trainer import ReplayTrainer
+
+    loaded = load_base_model(str(tiny_llama_dir))  # a fresh copy: LoRA layers are injected into it
+    rows = replay_rows(loaded, ["What is a rash?", "Describe a symptom."], continuation_tokens=4)
+    model = get_peft_model(loaded.model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], lora_dropout=0.0))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+    model.train()
+
+    def replay() -> DistillationReplay:
+        return DistillationReplay(rows, weight=3.0, rows_per_step=2, seed=0, pad_id=0, is_encoder_decoder=False)
+
+    expected_kl = replay().loss(model).item()
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    args = TrainingArguments(output_dir=str(tmp_path), gradient_accumulation_steps=4, use_cpu=True, report_to=[])
+    losses = {}
+    for name, extra in (("plain", None), ("replay", replay())):
+        trainer = ReplayTrainer(model=model, args=args, replay=extra)
+        trainer.current_gradient_accumulation_steps = 4
+        losses[name] = trainer.compute_loss(model, dict(inputs), num_items_in_batch=torch.tensor(5)).item()
+    assert trainer.model_accepts_loss_kwargs  # the Trainer itself will not divide this loss again
+    assert losses["replay"] - losses["plain"] == pytest.approx(3.0 * expected_kl / 4, rel=1e-4)
+    model.eval()
+    assert trainer.compute_loss(model, dict(inputs), num_items_in_batch=torch.tensor(5)).item() == pytest.approx(
+        losses["plain"], rel=1e-6)  # evaluation leaves the KL out
