@@ -271,15 +271,18 @@ def _validate(data: dict[str, Any], source: str) -> MedloraConfig:
         raise ConfigError(_format_validation_error(err, source)) from None
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml_mapping(path: Path, what: str = "config file",
+                      keys: str = "models:, data:, training:, ...") -> dict[str, Any]:
+    """A YAML file whose top level is a mapping (an empty file is ``{}``), or a ConfigError naming the file —
+    for config files and the other YAML files a config points at (``training.replay_prompts``)."""
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {what} not found")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping (models:, data:, training:, ...)")
+        raise ConfigError(f"{path}: the top level must be a mapping ({keys})")
     return raw
 
 
@@ -305,9 +308,9 @@ def load_config(path: str | Path | None = None, preset: str | None = None) -> Me
 
     ``None`` gives the defaults, which are the original note's recipe.
     """
-    raw: dict[str, Any] = _read_yaml(Path(path)) if path is not None else {}
+    raw: dict[str, Any] = read_yaml_mapping(Path(path)) if path is not None else {}
     source = str(path) if path is not None else "defaults"
     if preset:
-        raw = _deep_merge(raw, _read_yaml(preset_path(preset)))
+        raw = _deep_merge(raw, read_yaml_mapping(preset_path(preset)))
         source += f" + preset {preset}"
     return _validate(raw, source=source)

@@ -10,6 +10,7 @@ from peft import LoraConfig, get_peft_model
 
 from medlora.config import MedloraConfig
 from medlora.data.prepare import prepare_dataset
+from medlora.errors import ConfigError
 from medlora.models.loading import load_base_model
 from medlora.models.prompts import reading_question
 from medlora.training.distill import (
@@ -42,10 +43,10 @@ def test_a_broken_prompt_file_is_named_with_its_entry(tmp_path):
     path = tmp_path / "replay.yaml"
     path.write_text("general: ['What is a cell?']\nabstracts:\n  - text: A study.\n    about: lungs\n",
                     encoding="utf-8")
-    with pytest.raises(ValueError, match=r"replay\.yaml: abstracts entry 1 lacks not_about"):
+    with pytest.raises(ConfigError, match=r"replay\.yaml: abstracts entry 1 lacks not_about"):
         replay_prompts(path)
     path.write_text("general: [unclosed\n", encoding="utf-8")
-    with pytest.raises(ValueError, match="replay.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match="replay.yaml: not valid YAML"):
         replay_prompts(path)
     path.write_text("general: ['What is a cell?', '  ']\n", encoding="utf-8")
     assert replay_prompts(path) == ["What is a cell?"]

@@ -26,8 +26,9 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 
+from medlora.config import read_yaml_mapping
+from medlora.errors import ConfigError
 from medlora.models.generation import generate_answers
 from medlora.models.loading import LoadedModel
 from medlora.models.prompts import build_prompt, prompt_uses_special_tokens, reading_question
@@ -39,18 +40,14 @@ REPLAY_PROMPTS = Path(__file__).with_name("replay_prompts.yaml")
 
 def replay_prompts(path: Path = REPLAY_PROMPTS) -> list[str]:
     """The questions of a replay file: its ``general`` prompts, then two reading questions per abstract (about
-    the topic it is about, and about one it is not)."""
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML ({error}); fix the file or point training at another") from error
-    if not isinstance(doc, dict):
-        raise ValueError(f"{path}: expected a mapping with 'general' and/or 'abstracts' lists")
+    the topic it is about, and about one it is not). A broken file is a ConfigError naming it, which the CLI
+    prints as one message."""
+    doc = read_yaml_mapping(path, what="replay prompt file (training.replay_prompts)", keys="general:, abstracts:")
     prompts = [str(p).strip() for p in doc.get("general") or [] if str(p).strip()]
     for i, entry in enumerate(doc.get("abstracts") or [], start=1):
         missing = [k for k in ("text", "about", "not_about") if not isinstance(entry, dict) or not entry.get(k)]
         if missing:
-            raise ValueError(f"{path}: abstracts entry {i} lacks {', '.join(missing)}; each entry needs text, "
+            raise ConfigError(f"{path}: abstracts entry {i} lacks {', '.join(missing)}; each entry needs text, "
                              "about and not_about")
         prompts += [reading_question(entry["text"], entry[topic]) for topic in ("about", "not_about")]
     return prompts
@@ -165,7 +162,11 @@ def build_replay(loaded: LoadedModel, tcfg: Any) -> DistillationReplay | None:
     """The replay of ``training.replay_*``, or None when ``replay_kl_weight`` is 0 (off)."""
     if tcfg.replay_kl_weight <= 0:
         return None
-    prompts = replay_prompts(Path(tcfg.replay_prompts) if tcfg.replay_prompts else REPLAY_PROMPTS)
+    path = Path(tcfg.replay_prompts) if tcfg.replay_prompts else REPLAY_PROMPTS
+    prompts = replay_prompts(path)
+    if not prompts:
+        raise ConfigError(f"{path}: no replay prompts; add 'general' or 'abstracts' entries, or set "
+                          "training.replay_kl_weight to 0")
     rows = replay_rows(loaded, prompts, tcfg.replay_tokens)
     log.info("distillation replay: %d prompts, KL weight %g, %d rows per micro-batch", len(rows),
              tcfg.replay_kl_weight, tcfg.replay_rows)
