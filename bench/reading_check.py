@@ -11,11 +11,15 @@ intervals, so adapters can be compared on the same items.
 Beside accuracy it reports what accuracy hides on a check the base reads at chance: each model's share of "Yes"
 answers, the share of the base's answers an adapter changes, and the **AUC** of the "Yes" minus "No"
 log-likelihood against the truth — a threshold-free measure of reading (0.5 = none), so a model that only says
-"No" more often keeps its AUC. Writes ``<out>.{json,md}`` (default ``bench/results/reading_check``).
+"No" more often keeps its AUC. ``--scales`` also scores each adapter with its learned update scaled (LoRA's
+scaling times the factor: a point on the straight line from the base to the adapter in weight space, as WiSE-FT
+interpolates), to see whether a weaker adapter keeps the base's answers. Writes ``<out>.{json,md}`` (default
+``bench/results/reading_check``).
 
 Usage::
 
     python bench/reading_check.py --n 300 --seed 1 data/models/lora-dermatology-demo-adapter ...
+    python bench/reading_check.py --scales 1,0.7,0.5 data/models/lora-dermatology-demo-adapter
 """
 
 from __future__ import annotations
@@ -40,6 +44,15 @@ from medlora.models.loading import load_from_config
 from medlora.models.prompts import build_prompt
 
 RESULTS = Path(__file__).parent / "results" / "reading_check"
+
+
+def set_lora_scale(model: Any, factor: float, adapter: str = "default") -> None:
+    """Scale every LoRA layer's update to ``factor`` times its trained strength (lora_alpha / r)."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in model.modules():
+        if isinstance(module, LoraLayer):
+            module.set_scale(adapter, factor)
 
 
 def auc(scores: Sequence[float], truth: Sequence[int]) -> float:
@@ -107,7 +120,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--scales", default="1", help="comma-separated factors on each adapter's LoRA scaling "
+                        "(1 = the adapter as trained; 0.5 = half its update)")
     args = parser.parse_args()
+    scales = [float(s) for s in args.scales.split(",")]
     cfg = load_config(args.config)
     csv_path = data_path(cfg.evaluation.abstracts_csv, "abstracts")
     if csv_path is None or not csv_path.is_file():
@@ -124,7 +140,9 @@ def main() -> None:
     for adapter in args.adapters:
         model = load_lora(loaded.model, adapter)
         model.eval()
-        scores[adapter.name] = loglikelihoods(model)
+        for scale in scales:
+            set_lora_scale(model, scale)
+            scores[adapter.name if scale == 1 else f"{adapter.name} x{scale:g}"] = loglikelihoods(model)
         model.unload()
     truth = [c.answer_index for c in checks]
     result = summarize(scores, truth, args.seed)

@@ -157,3 +157,34 @@ def test_reading_check_summary_separates_reading_from_saying_no():
     assert rev_row["auc"]["mean"] == 0.0 and rev_row["accuracy"] == 0.0
     assert auc([1.0, 1.0], [0, 1]) == 0.5
     assert "| `shy` | 50.0 % |" in render_markdown(result)
+
+
+def test_reading_check_lora_scale_interpolates_between_base_and_adapter(tiny_llama_dir, one_torch_thread):
+    """--scales: factor 0 answers as the base, 1 as the trained adapter, 0.5 halfway (LoRA is linear in its
+    scaling, so the logits move by half the adapter's change on the first layer it touches)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from reading_check import set_lora_scale
+
+    from medlora.models.loading import load_base_model
+
+    loaded = load_base_model(str(tiny_llama_dir))
+    ids = torch.tensor([[1, 5, 9, 13]])
+    with torch.no_grad():
+        base = loaded.model(ids).logits
+    model = get_peft_model(loaded.model, LoraConfig(r=4, target_modules=["lm_head"], lora_dropout=0.0))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(std=0.5)
+
+    def logits(factor: float) -> torch.Tensor:
+        set_lora_scale(model, factor)
+        with torch.no_grad():
+            return model(ids).logits
+
+    full = logits(1.0)
+    assert not torch.allclose(full, base, atol=1e-4)
+    assert torch.allclose(logits(0.0), base, atol=1e-5)
+    assert torch.allclose(logits(0.5), (base + full) / 2, atol=1e-4)
+    assert torch.allclose(logits(1.0), full, atol=1e-6)  # set, not multiplied: the factor does not compound
