@@ -31,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from common import ensure_prepared
 from peft import PeftModel
 from rich.progress import Progress
@@ -43,6 +44,7 @@ from medlora.evaluation.runs import VariantRun, compare, compare_modes, run_vari
 from medlora.models.generation import Generation
 from medlora.models.loading import load_from_config
 from medlora.retrieval import configured_index
+from medlora.training.distill import REPLAY_PROMPTS
 from medlora.training.trainer import train_adapter
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -57,6 +59,20 @@ GROUNDED = {"training.grounded_fraction": 0.6}
 TOP15 = {**ALL_LINEAR_R16, "training.learning_rate": 1e-3, **GROUNDED, "training.lora_top_layers": 15}
 LEAD = {**TOP15, "training.related_only_fraction": 0.8, "training.distractor_only_fraction": 0.1,
         "training.citation_style": "lead"}
+
+# A training.replay_prompts value the sweep replaces with a file holding only the shipped file's `general`
+# questions (no study summaries in the reading check's format), written into the sweep's scratch directory.
+GENERAL_ONLY = "<general questions of the shipped replay prompts>"
+
+
+def _with_replay_file(overrides: dict[str, Any], scratch: Path) -> dict[str, Any]:
+    if overrides.get("training.replay_prompts") != GENERAL_ONLY:
+        return overrides
+    shipped = yaml.safe_load(REPLAY_PROMPTS.read_text(encoding="utf-8"))
+    path = scratch / "replay_prompts_general.yaml"
+    path.write_text(yaml.safe_dump({"general": shipped["general"]}, allow_unicode=True), encoding="utf-8")
+    return {**overrides, "training.replay_prompts": str(path)}
+
 
 # name -> config overrides. The first is the original note's recipe (closed-book training only).
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -106,6 +122,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "lead-retrieval-order-lr2e-3-kl4-t0": {**LEAD, "training.source_order": "retrieval",
                                            "training.learning_rate": 2e-3, "training.replay_kl_weight": 4.0,
                                            "training.replay_rows": 1, "training.replay_tokens": 0},
+    # Round 12: an intermediate weight, and replay prompts that do not mirror the reading check's format.
+    "lead-retrieval-order-lr2e-3-kl2-t0": {**LEAD, "training.source_order": "retrieval",
+                                           "training.learning_rate": 2e-3, "training.replay_kl_weight": 2.0,
+                                           "training.replay_rows": 1, "training.replay_tokens": 0},
+    "lead-retrieval-order-lr2e-3-kl4-t0-general": {**LEAD, "training.source_order": "retrieval",
+                                                   "training.learning_rate": 2e-3, "training.replay_kl_weight": 4.0,
+                                                   "training.replay_rows": 1, "training.replay_tokens": 0,
+                                                   "training.replay_prompts": GENERAL_ONLY},
 }
 METRICS = ["bleu", "rouge_l", "terminology_recall", "inheritance_accuracy", "looping_answers",
            "citation_relevance", "citation_coverage", "citations_invented"]
@@ -229,7 +253,7 @@ def _save_base(path: Path, run: VariantRun, outside: OutsideSet) -> None:
     data = {"answers": {m: [asdict(g) for g in gens] for m, gens in run.answers.items()},
             "outside": {s: {m: [asdict(g) for g in gens] for m, gens in r.answers.items()}
                         for s, r in outside.answers["base"].items()},
-            "choices": outside.choices.get("base", [])}
+            "choices": outside.choices.get("base", []), "margins": outside.margins.get("base", [])}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data), encoding="utf-8")
 
@@ -241,6 +265,8 @@ def _load_base(path: Path, outside: OutsideSet) -> VariantRun | None:
     outside.answers["base"] = {s: VariantRun(answers={m: [Generation(**g) for g in gens] for m, gens in r.items()})
                                for s, r in data["outside"].items()}
     outside.choices["base"] = data["choices"]
+    if data.get("margins"):  # caches written before margins were kept have none: no AUC then
+        outside.margins["base"] = data["margins"]
     return VariantRun(answers={m: [Generation(**g) for g in gens] for m, gens in data["answers"].items()})
 
 
@@ -298,7 +324,7 @@ def main() -> None:
     try:
         for name in wanted:
             overrides = VARIANTS[name]
-            vcfg = cfg.with_overrides(overrides)
+            vcfg = cfg.with_overrides(_with_replay_file(overrides, scratch))
             started = time.perf_counter()
             train = train_adapter(vcfg, data_dir, scratch / name, loaded=load_from_config(vcfg.models.llm))
             peft_model = PeftModel.from_pretrained(loaded.model, str(scratch / name))

@@ -26,19 +26,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from common import bootstrap_interval
-from sklearn.metrics import roc_auc_score
 
 from medlora.adapters.checks import load_lora
 from medlora.config import load_config
 from medlora.evaluation.context import data_path
-from medlora.evaluation.forgetting import OPTIONS, build_reading_checks, changed_share, yes_rate
+from medlora.evaluation.forgetting import (
+    OPTIONS,
+    auc_interval,
+    build_reading_checks,
+    changed_share,
+    yes_rate,
+)
 from medlora.evaluation.likelihood import OptionScore, choose, score_options
 from medlora.models.loading import load_from_config
 from medlora.models.prompts import build_prompt
@@ -53,26 +56,6 @@ def set_lora_scale(model: Any, factor: float, adapter: str = "default") -> None:
     for module in model.modules():
         if isinstance(module, LoraLayer):
             module.set_scale(adapter, factor)
-
-
-def auc(scores: Sequence[float], truth: Sequence[int]) -> float:
-    """P(a "yes" item scores above a "no" item), ties counted half: 0.5 = the scores do not read the item (also
-    when only one answer occurs, where the AUC is undefined)."""
-    if len(set(truth)) < 2:
-        return 0.5
-    return float(roc_auc_score([int(t == 0) for t in truth], scores))
-
-
-def auc_interval(scores: Sequence[float], truth: Sequence[int], resamples: int = 1000,
-                 seed: int = 0) -> dict[str, float]:
-    rng = random.Random(seed)
-    n = len(scores)
-    draws = []
-    for _ in range(resamples):
-        picked = [rng.randrange(n) for _ in range(n)]
-        draws.append(auc([scores[i] for i in picked], [truth[i] for i in picked]))
-    draws.sort()
-    return {"mean": auc(scores, truth), "low": draws[int(0.025 * resamples)], "high": draws[int(0.975 * resamples)]}
 
 
 def summarize(scores: dict[str, list[list[float]]], truth: list[int], seed: int) -> dict[str, Any]:

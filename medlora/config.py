@@ -137,12 +137,17 @@ class GateConfig(_Strict):
     ``margins``: the lower bound of the paired 95 % interval of ``adapter − base`` must exceed the margin, in
     every mode of ``modes``. ``no_worse``: fails only when the whole interval is below ``−tolerance``.
     ``outside``: the adapter must not be measurably worse outside its specialty.
+    ``outside_needs_base_skill``: when true, the yes/no reading check gates only if the base reads it above
+    chance (its AUC interval above 0.5); otherwise it is reported and not gated. Off by default: the gate
+    stays as the quality issue wrote it, and whether a check the base cannot do should gate is the owner's
+    call (docs/RESULTS.md, honest list).
     """
 
     margins: dict[str, float] = Field(default_factory=lambda: {"bleu": 0.0, "rouge_l": 0.0})
     no_worse: dict[str, float] = Field(default_factory=lambda: {"terminology_recall": 0.0})
     modes: list[str] = Field(default_factory=lambda: ["closed", "open"])
     outside: bool = True
+    outside_needs_base_skill: bool = False
 
 
 class EvaluationConfig(_Strict):

@@ -143,7 +143,9 @@ def test_open_book_ceiling_composes_a_cited_fact_with_the_closed_book_answer(tmp
 
 def test_reading_check_summary_separates_reading_from_saying_no():
     """An adapter that only says "No" more often keeps the base's AUC; one that reverses its reading does not."""
-    from reading_check import auc, render_markdown, summarize
+    from reading_check import render_markdown, summarize
+
+    from medlora.evaluation.forgetting import auc
 
     truth = [0, 1] * 10
     reads = [[-1.0 if t == 0 else -4.0, -2.0] for t in truth]  # "Yes" more likely exactly on yes items

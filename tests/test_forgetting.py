@@ -44,3 +44,61 @@ def test_same_judgements_are_within_noise(abstracts_csv):
     assert row["changed"] == 0.0 and row["yes_rate"]["base"] == row["yes_rate"]["adapter"]
     assert within_noise({"reading_check_accuracy": row}) == []
     assert reading_check_note({}) is None
+
+
+def test_auc_tells_a_shift_of_prior_from_lost_reading(abstracts_csv):
+    """A base that reads the checks (its margin higher on yes items) and an adapter that only says "No" more
+    keep the same AUC; an adapter whose margin ignores the abstract drops to 0.5, and the note says which."""
+    checks = build_reading_checks(abstracts_csv, 40, seed=3)
+    truth = [c.answer_index for c in checks]
+    reads = [1.0 if t == 0 else -1.0 for t in truth]
+    shy = [m - 3.0 for m in reads]  # same ranking, "No" everywhere
+    blind = [-1.0] * len(truth)
+
+    def row_for(base_margins: list[float], adapter_margins: list[float]) -> dict:
+        outside = OutsideSet({}, checks, answers={"base": {}, "adapter": {}},
+                             choices={"base": [0 if m > 0 else 1 for m in base_margins],
+                                      "adapter": [0 if m > 0 else 1 for m in adapter_margins]},
+                             margins={"base": base_margins, "adapter": adapter_margins})
+        return score_outside(outside, resamples=200, seed=0)["reading_check_accuracy"]
+
+    row = row_for(reads, shy)
+    assert row["auc"]["base"]["mean"] == 1.0 and row["auc"]["adapter"]["mean"] == 1.0
+    assert row["auc"]["base"]["low"] > 0.5
+    assert row["interval"]["high"] < 0  # accuracy alone calls the shy adapter measurably worse
+    note = reading_check_note({"reading_check_accuracy": row})
+    assert note is not None and "base 1.00" in note and "above chance" not in note
+    blind_row = row_for(blind, blind)
+    assert blind_row["auc"]["base"]["mean"] == 0.5
+    blind_note = reading_check_note({"reading_check_accuracy": blind_row})
+    assert blind_note is not None and "does not read these checks above chance" in blind_note
+    # Without margins (a report written before they were kept) there is no AUC and no claim about it.
+    assert "auc" not in _outside(abstracts_csv, [0, 1] * 20, [0, 1] * 20)["reading_check_accuracy"]
+
+
+def test_the_gate_can_leave_out_a_reading_check_the_base_cannot_do(abstracts_csv):
+    """evaluation.gate.outside_needs_base_skill: off (the default), a reading check the adapter is measurably
+    worse on fails the gate; on, it fails only where the base reads above chance, and the report says what
+    was left out."""
+    from medlora.config import GateConfig
+    from medlora.evaluation.gate import waived_text
+
+    checks = build_reading_checks(abstracts_csv, 40, seed=3)
+    truth = [c.answer_index for c in checks]
+    blind = [0.5 if i % 4 in (0, 1) else -0.5 for i in range(len(truth))]  # "Yes" to half, blind to the truth
+    lucky_base = [0 if t == 0 else 1 for t in truth]  # right everywhere, but its margins read nothing
+    outside = OutsideSet({}, checks, answers={"base": {}, "adapter": {}},
+                         choices={"base": lucky_base, "adapter": [1] * len(truth)},
+                         margins={"base": blind, "adapter": [-1.0] * len(truth)})
+    rows = score_outside(outside, resamples=200, seed=0)
+    label = rows["reading_check_accuracy"]["label"]
+    assert GateConfig().outside_needs_base_skill is False
+    assert within_noise(rows) == [label]
+    assert within_noise(rows, needs_base_skill=True) == []
+    reading = build_reading_checks(abstracts_csv, 40, seed=3)
+    skilled = OutsideSet({}, reading, answers={"base": {}, "adapter": {}},
+                         choices={"base": lucky_base, "adapter": [1] * len(truth)},
+                         margins={"base": [1.0 if t == 0 else -1.0 for t in truth], "adapter": [-1.0] * len(truth)})
+    assert within_noise(score_outside(skilled, resamples=200, seed=0), needs_base_skill=True) == [label]
+    assert waived_text({"waived": []}) == "" and waived_text({}) == ""
+    assert waived_text({"waived": [label]}) == f" (not gated: {label})"

@@ -247,8 +247,11 @@ def evaluate_adapter(
     gate = ecfg.gate
     report.gate = check_gate(variants, gate.margins, intervals=intervals, modes=gate.modes, no_worse=gate.no_worse)
     if gate.outside:
-        report.gate.failures += [f"outside the specialty, measurably worse: {label}"
-                                 for label in within_noise(outside_rows)]
+        worse = within_noise(outside_rows)
+        gated = within_noise(outside_rows, gate.outside_needs_base_skill)
+        report.gate.failures += [f"outside the specialty, measurably worse: {label}" for label in gated]
+        report.gate.waived += [f"{label}, measurably worse, but the base reads it at chance "
+                               "(evaluation.gate.outside_needs_base_skill)" for label in worse if label not in gated]
         report.gate.passed = not report.gate.failures
     loss_curve = adapter_dir / "loss_curve.png"
     write_reports(report.to_json(), output_dir, loss_curve=loss_curve if loss_curve.is_file() else None)

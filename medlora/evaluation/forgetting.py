@@ -5,7 +5,9 @@ Two checks, each base vs adapter with a paired interval (a good adapter stays wi
 - **other specialties** — closed-book answers to another specialty's held-out questions (its prepared split);
 - **reading check** — yes/no questions over medical abstracts ("Is this abstract about nervous system
   diseases?"), built from the abstracts' labels: half ask about the abstract's own class, half about another,
-  scored by log-likelihood of "Yes" vs "No", so it measures reading, not generation style.
+  scored by log-likelihood of "Yes" vs "No", so it measures reading, not generation style. Its accuracy moves
+  with how often a model says "Yes" as much as with reading, so each model's **AUC** of the "Yes" minus "No"
+  log-likelihood is reported beside it: threshold-free, 0.5 when the model does not read the checks at all.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.progress import Progress
+from sklearn.metrics import roc_auc_score
 
 from medlora.config import MedloraConfig
 from medlora.data.records import QARecord
@@ -85,6 +88,7 @@ class OutsideSet:
     checks: list[ReadingCheck]
     answers: dict[str, dict[str, VariantRun]] = field(default_factory=dict)  # variant -> specialty -> run
     choices: dict[str, list[int | None]] = field(default_factory=dict)  # variant -> reading-check choices
+    margins: dict[str, list[float]] = field(default_factory=dict)  # variant -> "Yes" minus "No" log-likelihood
 
 
 def outside_specialties(cfg: MedloraConfig) -> list[str]:
@@ -121,11 +125,15 @@ def run_outside(outside: OutsideSet, name: str, model: Any, loaded: LoadedModel,
     if outside.checks:
         task = progress.add_task(f"{name}: reading checks", total=len(outside.checks))
         choices: list[int | None] = []
+        margins: list[float] = []
         for check in outside.checks:
             prompt = build_prompt(loaded.tokenizer, loaded.spec, check.question)
-            choices.append(choose(score_options(model, loaded.tokenizer, loaded.spec, prompt, ["Yes", "No"])))
+            scores = score_options(model, loaded.tokenizer, loaded.spec, prompt, OPTIONS)
+            choices.append(choose(scores))
+            margins.append(scores[0].loglikelihood - scores[1].loglikelihood)
             progress.advance(task)
         outside.choices[name] = choices
+        outside.margins[name] = margins
 
 
 def score_outside(outside: OutsideSet, resamples: int, seed: int) -> dict[str, Any]:
@@ -154,7 +162,34 @@ def score_outside(outside: OutsideSet, resamples: int, seed: int) -> dict[str, A
             # reported beside it.
             "yes_rate": {"base": yes_rate(base_choices), "adapter": yes_rate(adapter_choices)},
             "changed": changed_share(base_choices, adapter_choices)}
+        if "base" in outside.margins and "adapter" in outside.margins:
+            truth = [c.answer_index for c in outside.checks]
+            rows["reading_check_accuracy"]["auc"] = {
+                name: auc_interval(outside.margins[name], truth, resamples, seed) for name in ("base", "adapter")}
     return rows
+
+
+def auc(margins: Sequence[float], truth: Sequence[int]) -> float:
+    """P(a "yes" check scores above a "no" check), ties counted half. 0.5 means the scores do not read the
+    checks, and also when only one answer occurs, where the AUC is undefined."""
+    if len(set(truth)) < 2:
+        return 0.5
+    return float(roc_auc_score([int(t == 0) for t in truth], margins))
+
+
+def auc_interval(margins: Sequence[float], truth: Sequence[int], resamples: int = 1000,
+                 seed: int = 0) -> dict[str, float]:
+    """The AUC with a 95 % bootstrap interval over checks. When the base's interval includes 0.5 the check
+    cannot show reading lost, only answers changed (docs/RESULTS.md, round 10)."""
+    rng = random.Random(seed)
+    n = len(margins)
+    draws = []
+    for _ in range(resamples):
+        picked = [rng.randrange(n) for _ in range(n)]
+        draws.append(auc([margins[i] for i in picked], [truth[i] for i in picked]))
+    draws.sort()
+    return {"mean": auc(margins, truth), "low": draws[int(0.025 * resamples)],
+            "high": draws[int(0.975 * resamples)]}
 
 
 def yes_rate(choices: Sequence[int | None]) -> float:
@@ -167,7 +202,17 @@ def changed_share(base: Sequence[int | None], adapter: Sequence[int | None]) -> 
     return sum(x != y for x, y in zip(base, adapter, strict=True)) / len(base) if base else 0.0
 
 
-def within_noise(outside: dict[str, Any]) -> list[str]:
-    """Checks where the adapter is measurably worse than the base (the whole interval below zero)."""
-    return [row["label"] for row in outside.values()
-            if row.get("interval") and row["interval"]["high"] < 0]
+def base_reads(row: dict[str, Any]) -> bool | None:
+    """Whether the base reads the yes/no checks above chance (AUC interval above 0.5); None when unknown."""
+    aucs = row.get("auc")
+    return None if not aucs else aucs["base"]["low"] > 0.5
+
+
+def within_noise(outside: dict[str, Any], needs_base_skill: bool = False) -> list[str]:
+    """Checks where the adapter is measurably worse than the base (the whole interval below zero).
+
+    ``needs_base_skill``: leave out a reading check the base does not read above chance, where accuracy moves
+    only with changed answers (``evaluation.gate.outside_needs_base_skill``)."""
+    return [row["label"] for key, row in outside.items()
+            if row.get("interval") and row["interval"]["high"] < 0
+            and not (needs_base_skill and key == "reading_check_accuracy" and base_reads(row) is False)]

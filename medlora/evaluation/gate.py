@@ -21,9 +21,16 @@ from medlora.evaluation.metrics import get_metric
 class GateResult:
     passed: bool
     failures: list[str] = field(default_factory=list)
+    waived: list[str] = field(default_factory=list)  # checks reported but, by configuration, not gated
 
     def to_json(self) -> dict[str, Any]:
-        return {"passed": self.passed, "failures": self.failures}
+        return {"passed": self.passed, "failures": self.failures, "waived": self.waived}
+
+
+def waived_text(gate: Mapping[str, Any]) -> str:
+    """" (not gated: …)" for the checks a report's gate left out, so a pass never hides them; "" when none."""
+    waived = gate.get("waived") or []
+    return f" (not gated: {'; '.join(waived)})" if waived else ""
 
 
 def _higher_is_better(metric: str) -> bool:

@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from medlora.evaluation.gate import waived_text
 from medlora.evaluation.report_html import render_html, render_matrix_html
 from medlora.evaluation.report_tables import (
     EXPECTED_LABEL,
@@ -47,7 +49,8 @@ def render_markdown(report: dict[str, Any], include_examples: bool = True) -> st
     out += render_checks_markdown(report)
     gate = report.get("gate")
     if gate:
-        out += "\n\nQuality gate: " + ("passed" if gate["passed"] else "FAILED — " + "; ".join(gate["failures"]))
+        out += ("\n\nQuality gate: " + ("passed" if gate["passed"] else "FAILED — " + "; ".join(gate["failures"]))
+                + waived_text(gate))
     resources = render_resources_markdown(report.get("resources", {}))
     if resources:
         out += "\n\n" + resources
@@ -81,13 +84,24 @@ def render_markdown(report: dict[str, Any], include_examples: bool = True) -> st
 
 
 def reading_check_note(outside: dict[str, Any]) -> str | None:
-    """One line on the reading check's answers: each model's share of "Yes" and the judgements changed."""
+    """One line on the reading check's answers: each model's share of "Yes", the judgements changed, and
+    whether either model reads the checks at all (AUC), which says what the accuracy interval can mean."""
     row = outside.get("reading_check_accuracy")
     if not row or "yes_rate" not in row:
         return None
-    return (f"Reading check: the base answers \"Yes\" to {100 * row['yes_rate']['base']:.0f} % of the checks "
+    note = (f"Reading check: the base answers \"Yes\" to {100 * row['yes_rate']['base']:.0f} % of the checks "
             f"(half are yes), the adapter to {100 * row['yes_rate']['adapter']:.0f} %; the adapter changes "
             f"{100 * row['changed']:.0f} % of the base's answers.")
+    aucs = row.get("auc")
+    if aucs:
+        base, adapter = aucs["base"], aucs["adapter"]
+        note += (f" AUC of the \"Yes\" minus \"No\" log-likelihood (0.5 = no reading): base {base['mean']:.2f} "
+                 f"[{base['low']:.2f}, {base['high']:.2f}], adapter {adapter['mean']:.2f} "
+                 f"[{adapter['low']:.2f}, {adapter['high']:.2f}].")
+        if base["low"] <= 0.5:
+            note += (" The base does not read these checks above chance, so this check can show answers changed, "
+                     "not reading lost.")
+    return note
 
 
 def render_checks_markdown(report: dict[str, Any]) -> str:
@@ -164,7 +178,8 @@ def print_table(report: dict[str, Any], console: Console | None = None) -> None:
     gate = report.get("gate")
     if gate:
         console.print("Quality gate: " + ("[bold green]passed[/]" if gate["passed"] else
-                                          "[bold red]FAILED[/] — " + "; ".join(gate["failures"])))
+                                          "[bold red]FAILED[/] — " + "; ".join(gate["failures"]))
+                      + escape(waived_text(gate)))
 
 
 def write_reports(report: dict[str, Any], output_dir: Path, loss_curve: Path | None = None) -> tuple[Path, Path]:

@@ -9,6 +9,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from medlora.evaluation.gate import waived_text
 from medlora.evaluation.report_tables import (
     EXPECTED_LABEL,
     NOTE_EXPECTATIONS,
@@ -148,8 +149,9 @@ def render_html(report: dict[str, Any], loss_curve: Path | None = None) -> str:
     ]
     gate = report.get("gate")
     if gate:
-        parts.append("<p class='pass'>Quality gate passed.</p>" if gate["passed"] else
-                     "<p class='fail'>Quality gate FAILED: " + _esc("; ".join(gate["failures"])) + "</p>")
+        parts.append("<p class='pass'>Quality gate passed" + _esc(waived_text(gate)) + ".</p>" if gate["passed"] else
+                     "<p class='fail'>Quality gate FAILED: " + _esc("; ".join(gate["failures"]) + waived_text(gate))
+                     + "</p>")
     chart = metrics_chart_png(report)
     if chart:
         parts.append(f"<h2>Base vs adapter</h2><img alt='bar chart of the metrics, base vs adapter' "
