@@ -102,3 +102,19 @@ def test_the_gate_can_leave_out_a_reading_check_the_base_cannot_do(abstracts_csv
     assert within_noise(score_outside(skilled, resamples=200, seed=0), needs_base_skill=True) == [label]
     assert waived_text({"waived": []}) == "" and waived_text({}) == ""
     assert waived_text({"waived": [label]}) == f" (not gated: {label})"
+
+
+def test_an_adapter_that_answers_against_the_truth_is_gated_even_where_the_base_reads_nothing(abstracts_csv):
+    checks = build_reading_checks(abstracts_csv, 40, seed=3)
+    truth = [c.answer_index for c in checks]
+    blind = [0.5 if i % 4 in (0, 1) else -0.5 for i in range(len(truth))]
+    against = [-1.0 if t == 0 else 1.0 for t in truth]  # "Yes" exactly where the answer is no
+    outside = OutsideSet({}, checks, answers={"base": {}, "adapter": {}},
+                         choices={"base": [0 if m > 0 else 1 for m in blind], "adapter": [1 - t for t in truth]},
+                         margins={"base": blind, "adapter": against})
+    rows = score_outside(outside, resamples=200, seed=0)
+    row = rows["reading_check_accuracy"]
+    assert row["auc"]["base"]["low"] <= 0.5 and row["auc"]["adapter"]["high"] < 0.5
+    assert within_noise(rows, needs_base_skill=True) == [row["label"]]
+    note = reading_check_note({"reading_check_accuracy": row})
+    assert note is not None and "go against the abstracts" in note

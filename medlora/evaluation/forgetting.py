@@ -208,11 +208,21 @@ def base_reads(row: dict[str, Any]) -> bool | None:
     return None if not aucs else aucs["base"]["low"] > 0.5
 
 
+def adapter_reverses(row: dict[str, Any]) -> bool:
+    """Whether the adapter's AUC interval lies wholly below 0.5: its "Yes" margin goes against the truth (by
+    misreading, or by a bias toward some asked topics, which yes and no items ask in different proportions) —
+    a change the check does measure even where the base reads nothing."""
+    aucs = row.get("auc")
+    return aucs is not None and aucs["adapter"]["high"] < 0.5
+
+
 def within_noise(outside: dict[str, Any], needs_base_skill: bool = False) -> list[str]:
     """Checks where the adapter is measurably worse than the base (the whole interval below zero).
 
     ``needs_base_skill``: leave out a reading check the base does not read above chance, where accuracy moves
-    only with changed answers (``evaluation.gate.outside_needs_base_skill``)."""
+    only with changed answers, unless the adapter's answers go measurably against the truth
+    (``evaluation.gate.outside_needs_base_skill``)."""
     return [row["label"] for key, row in outside.items()
             if row.get("interval") and row["interval"]["high"] < 0
-            and not (needs_base_skill and key == "reading_check_accuracy" and base_reads(row) is False)]
+            and not (needs_base_skill and key == "reading_check_accuracy" and base_reads(row) is False
+                     and not adapter_reverses(row))]

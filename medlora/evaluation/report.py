@@ -101,6 +101,9 @@ def reading_check_note(outside: dict[str, Any]) -> str | None:
         if base["low"] <= 0.5:
             note += (" The base does not read these checks above chance, so this check can show answers changed, "
                      "not reading lost.")
+        if adapter["high"] < 0.5:
+            note += (" The adapter's AUC lies below 0.5: its answers go against the abstracts (or follow the asked "
+                     "topic), a change this check does measure.")
     return note
 
 
