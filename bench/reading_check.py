@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,17 +59,33 @@ def set_lora_scale(model: Any, factor: float, adapter: str = "default") -> None:
             module.set_scale(adapter, factor)
 
 
-def summarize(scores: dict[str, list[list[float]]], truth: list[int], seed: int) -> dict[str, Any]:
-    """``scores[model][i]`` = the [Yes, No] log-likelihoods of check i; ``truth[i]`` = 0 for yes, 1 for no."""
+def topic_centred(margins: Sequence[float], topics: Sequence[str]) -> list[float]:
+    """Each margin minus the mean margin of checks asking about the same topic. Yes items ask about the
+    abstract's own class and no items about another, in other proportions, so a model that only says "Yes" more
+    to some topics moves the plain AUC; centred, its AUC is 0.5 and what is left is reading within a topic."""
+    by_topic: dict[str, list[float]] = {}
+    for margin, topic in zip(margins, topics, strict=True):
+        by_topic.setdefault(topic, []).append(margin)
+    means = {topic: sum(values) / len(values) for topic, values in by_topic.items()}
+    return [margin - means[topic] for margin, topic in zip(margins, topics, strict=True)]
+
+
+def summarize(scores: dict[str, list[list[float]]], truth: list[int], seed: int,
+              topics: Sequence[str] | None = None) -> dict[str, Any]:
+    """``scores[model][i]`` = the [Yes, No] log-likelihoods of check i; ``truth[i]`` = 0 for yes, 1 for no;
+    ``topics[i]`` = the class check i asks about (adds the topic-centred AUC)."""
     choices = {name: [choose([OptionScore(value, len(option)) for value, option in zip(pair, OPTIONS, strict=True)])
                       for pair in rows] for name, rows in scores.items()}
     correct = {name: [float(c == t) for c, t in zip(picked, truth, strict=True)] for name, picked in choices.items()}
     margin = {name: [y - n for y, n in rows] for name, rows in scores.items()}
 
     def describe(name: str) -> dict[str, Any]:
-        return {"accuracy": sum(correct[name]) / len(truth),
-                "yes_rate": yes_rate(choices[name]),
-                "auc": auc_interval(margin[name], truth)}
+        row = {"accuracy": sum(correct[name]) / len(truth),
+               "yes_rate": yes_rate(choices[name]),
+               "auc": auc_interval(margin[name], truth)}
+        if topics is not None:
+            row["topic_centred_auc"] = auc_interval(topic_centred(margin[name], topics), truth)
+        return row
 
     base = correct["base"]
     return {"created": datetime.now(UTC).isoformat(timespec="seconds"), "checks": len(truth), "seed": seed,
@@ -93,12 +110,39 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines.append(f"| `{name}` | {100 * row['accuracy']:.1f} % | {100 * d['mean']:+.1f} pp "
                      f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] | {100 * row['yes_rate']:.1f} % | "
                      f"{100 * row['changed']:.1f} % | {a['mean']:.3f} [{a['low']:.3f}, {a['high']:.3f}] |")
+    if "topic_centred_auc" in base:
+        lines += ["", "Topic-centred AUC (each margin minus the mean margin of its asked topic: reading within a "
+                  "topic, free of a bias toward some topics):", "",
+                  "| model | topic-centred AUC [95 % CI] |", "| --- | --- |"]
+        for name, row in [("base", base), *result["adapters"].items()]:
+            t = row["topic_centred_auc"]
+            lines.append(f"| `{name}` | {t['mean']:.3f} [{t['low']:.3f}, {t['high']:.3f}] |")
     return "\n".join(lines) + "\n"
+
+
+def rescore(files: Sequence[Path], csv_path: Path, out: Path) -> None:
+    """One summary over earlier runs on the same checks (their base must agree), from stored log-likelihoods."""
+    stored = [json.loads(f.read_text(encoding="utf-8")) for f in files]
+    first = stored[0]
+    checks = build_reading_checks(csv_path, first["checks"], first["seed"])
+    truth = [c.answer_index for c in checks]
+    scores: dict[str, list[list[float]]] = {}
+    for f, run in zip(files, stored, strict=True):
+        if run["truth"] != truth or run["loglikelihoods"]["base"] != first["loglikelihoods"]["base"]:
+            raise SystemExit(f"{f}: other checks or another base than {files[0]}; rescore runs of one draw only")
+        scores.update(run["loglikelihoods"])
+    result = summarize(scores, truth, first["seed"], topics=[c.condition for c in checks])
+    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    out.with_suffix(".md").write_text(render_markdown(result), encoding="utf-8")
+    print(render_markdown(result))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("adapters", nargs="+", type=Path)
+    parser.add_argument("adapters", nargs="*", type=Path)
+    parser.add_argument("--rescore", nargs="+", type=Path, default=[],
+                        help="earlier result JSON files: summarise their stored log-likelihoods again (same "
+                        "checks, no model run), e.g. to add the topic-centred AUC")
     parser.add_argument("--config", default="config.yaml")
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
@@ -111,6 +155,11 @@ def main() -> None:
     csv_path = data_path(cfg.evaluation.abstracts_csv, "abstracts")
     if csv_path is None or not csv_path.is_file():
         raise SystemExit("the medical abstracts were not found (evaluation.abstracts_csv)")
+    if args.rescore:
+        rescore(args.rescore, csv_path, args.out)
+        return
+    if not args.adapters:
+        parser.error("give adapter directories, or --rescore earlier results")
     checks = build_reading_checks(csv_path, args.n, args.seed)
     loaded = load_from_config(cfg.models.llm)
     prompts = [build_prompt(loaded.tokenizer, loaded.spec, c.question) for c in checks]
@@ -128,7 +177,7 @@ def main() -> None:
             scores[adapter.name if scale == 1 else f"{adapter.name} x{scale:g}"] = loglikelihoods(model)
         model.unload()
     truth = [c.answer_index for c in checks]
-    result = summarize(scores, truth, args.seed)
+    result = summarize(scores, truth, args.seed, topics=[c.condition for c in checks])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({**result, "truth": truth, "loglikelihoods": scores},
                                                         indent=1) + "\n", encoding="utf-8")

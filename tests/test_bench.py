@@ -190,3 +190,20 @@ def test_reading_check_lora_scale_interpolates_between_base_and_adapter(tiny_lla
     assert torch.allclose(logits(0.0), base, atol=1e-5)
     assert torch.allclose(logits(0.5), (base + full) / 2, atol=1e-4)
     assert torch.allclose(logits(1.0), full, atol=1e-6)  # set, not multiplied: the factor does not compound
+
+
+def test_topic_centred_auc_removes_a_bias_toward_asked_topics():
+    """A model that says "Yes" more to one asked topic, which yes items ask more often, gets a plain AUC above
+    0.5 without reading a word; centred on each topic's mean margin its AUC is 0.5."""
+    from reading_check import render_markdown, summarize, topic_centred
+
+    # topic "a" is asked on 3 yes items and 1 no item, topic "b" on 1 yes and 3 no
+    topics = ["a", "a", "a", "a", "b", "b", "b", "b"]
+    truth = [0, 0, 0, 1, 0, 1, 1, 1]
+    biased = [[-1.0, -2.0] if t == "a" else [-2.0, -1.0] for t in topics]
+    result = summarize({"base": biased, "biased": biased}, truth, seed=0, topics=topics)
+    assert result["base"]["auc"]["mean"] == 0.75
+    assert result["base"]["topic_centred_auc"]["mean"] == 0.5
+    assert topic_centred([1.0, 3.0, 5.0], ["x", "x", "y"]) == [-1.0, 1.0, 0.0]
+    assert "Topic-centred AUC" in render_markdown(result)
+    assert "topic_centred_auc" not in summarize({"base": biased}, truth, seed=0)["base"]
