@@ -74,6 +74,13 @@ def _with_replay_file(overrides: dict[str, Any], scratch: Path) -> dict[str, Any
     return {**overrides, "training.replay_prompts": str(path)}
 
 
+def _replay(weight: float, rows: int, tokens: int, **extra: Any) -> dict[str, Any]:
+    """The chosen recipe (round 5's winner) with distillation replay toward the base."""
+    return {**LEAD, "training.source_order": "retrieval", "training.learning_rate": 2e-3,
+            "training.replay_kl_weight": weight, "training.replay_rows": rows, "training.replay_tokens": tokens,
+            **extra}
+
+
 # name -> config overrides. The first is the original note's recipe (closed-book training only).
 VARIANTS: dict[str, dict[str, Any]] = {
     "note-qv-r8": {**QV_R8, "training.learning_rate": 3e-4, "training.grounded_fraction": 0.0},
@@ -109,27 +116,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "all-linear-r16-grounded0.9": {**ALL_LINEAR_R16, "training.learning_rate": 5e-4,
                                    "training.grounded_fraction": 0.9},
     # Round 11: distillation replay toward the base (medlora.training.distill) on the chosen recipe.
-    "lead-retrieval-order-lr2e-3-kl1": {**LEAD, "training.source_order": "retrieval", "training.learning_rate": 2e-3,
-                                        "training.replay_kl_weight": 1.0, "training.replay_rows": 2,
-                                        "training.replay_tokens": 16},
-    "lead-retrieval-order-lr2e-3-kl4-t4": {**LEAD, "training.source_order": "retrieval",
-                                           "training.learning_rate": 2e-3, "training.replay_kl_weight": 4.0,
-                                           "training.replay_rows": 1, "training.replay_tokens": 4},
-    "lead-retrieval-order-lr2e-3-kl4-t4-clip1": {**LEAD, "training.source_order": "retrieval",
-                                                 "training.learning_rate": 2e-3, "training.replay_kl_weight": 4.0,
-                                                 "training.replay_rows": 1, "training.replay_tokens": 4,
-                                                 "training.max_grad_norm": 1.0},
-    "lead-retrieval-order-lr2e-3-kl4-t0": {**LEAD, "training.source_order": "retrieval",
-                                           "training.learning_rate": 2e-3, "training.replay_kl_weight": 4.0,
-                                           "training.replay_rows": 1, "training.replay_tokens": 0},
+    "lead-retrieval-order-lr2e-3-kl1": _replay(1.0, rows=2, tokens=16),
+    "lead-retrieval-order-lr2e-3-kl4-t4": _replay(4.0, rows=1, tokens=4),
+    "lead-retrieval-order-lr2e-3-kl4-t4-clip1": _replay(4.0, rows=1, tokens=4, **{"training.max_grad_norm": 1.0}),
+    "lead-retrieval-order-lr2e-3-kl4-t0": _replay(4.0, rows=1, tokens=0),
     # Round 12: an intermediate weight, and replay prompts that do not mirror the reading check's format.
-    "lead-retrieval-order-lr2e-3-kl2-t0": {**LEAD, "training.source_order": "retrieval",
-                                           "training.learning_rate": 2e-3, "training.replay_kl_weight": 2.0,
-                                           "training.replay_rows": 1, "training.replay_tokens": 0},
-    "lead-retrieval-order-lr2e-3-kl4-t0-general": {**LEAD, "training.source_order": "retrieval",
-                                                   "training.learning_rate": 2e-3, "training.replay_kl_weight": 4.0,
-                                                   "training.replay_rows": 1, "training.replay_tokens": 0,
-                                                   "training.replay_prompts": GENERAL_ONLY},
+    "lead-retrieval-order-lr2e-3-kl2-t0": _replay(2.0, rows=1, tokens=0),
+    "lead-retrieval-order-lr2e-3-kl4-t0-general": _replay(4.0, rows=1, tokens=0,
+                                                          **{"training.replay_prompts": GENERAL_ONLY}),
 }
 METRICS = ["bleu", "rouge_l", "terminology_recall", "inheritance_accuracy", "looping_answers",
            "citation_relevance", "citation_coverage", "citations_invented"]
