@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from medlora.evaluation.forgetting import adapter_reverses, base_reads
 from medlora.evaluation.gate import waived_text
 from medlora.evaluation.report_html import render_html, render_matrix_html
 from medlora.evaluation.report_tables import (
@@ -98,10 +99,10 @@ def reading_check_note(outside: dict[str, Any]) -> str | None:
         note += (f" AUC of the \"Yes\" minus \"No\" log-likelihood (0.5 = no reading): base {base['mean']:.2f} "
                  f"[{base['low']:.2f}, {base['high']:.2f}], adapter {adapter['mean']:.2f} "
                  f"[{adapter['low']:.2f}, {adapter['high']:.2f}].")
-        if base["low"] <= 0.5:
+        if not base_reads(row):
             note += (" The base does not read these checks above chance, so this check can show answers changed, "
                      "not reading lost.")
-        if adapter["high"] < 0.5:
+        if adapter_reverses(row):
             note += (" The adapter's AUC lies below 0.5: its answers go against the abstracts (or follow the asked "
                      "topic), a change this check does measure.")
     return note
