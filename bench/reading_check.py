@@ -16,6 +16,10 @@ scaling times the factor: a point on the straight line from the base to the adap
 interpolates), to see whether a weaker adapter keeps the base's answers. Writes ``<out>.{json,md}`` (default
 ``bench/results/reading_check``).
 
+The checks are drawn topic-balanced, as the evaluation draws them since round 13 (every topic asked as often on
+yes as on no items); ``--own-or-random`` draws them as rounds 9 to 12 did, and ``--rescore`` re-builds the draw a
+stored result names (files without the field are rounds 9 to 12's).
+
 Usage::
 
     python bench/reading_check.py --n 300 --seed 1 data/models/lora-dermatology-demo-adapter ...
@@ -38,6 +42,7 @@ from medlora.config import load_config
 from medlora.evaluation.context import data_path
 from medlora.evaluation.forgetting import (
     OPTIONS,
+    auc_delta_interval,
     auc_interval,
     build_reading_checks,
     changed_share,
@@ -60,9 +65,11 @@ def set_lora_scale(model: Any, factor: float, adapter: str = "default") -> None:
 
 
 def topic_centred(margins: Sequence[float], topics: Sequence[str]) -> list[float]:
-    """Each margin minus the mean margin of checks asking about the same topic. Yes items ask about the
-    abstract's own class and no items about another, in other proportions, so a model that only says "Yes" more
-    to some topics moves the plain AUC; centred, its AUC is 0.5 and what is left is reading within a topic."""
+    """Each margin minus the mean margin of checks asking about the same topic. In rounds 9 to 12's draw yes
+    items ask about the abstract's own class and no items about another, in other proportions, so a model that
+    only says "Yes" more to some topics moves the plain AUC; centred, its AUC is 0.5 and what is left is reading
+    within a topic. (The topic-balanced draw asks each topic equally often on both sides, so there the two AUCs
+    differ only by noise.)"""
     by_topic: dict[str, list[float]] = {}
     for margin, topic in zip(margins, topics, strict=True):
         by_topic.setdefault(topic, []).append(margin)
@@ -92,24 +99,30 @@ def summarize(scores: dict[str, list[list[float]]], truth: list[int], seed: int,
             "base_accuracy": sum(base) / len(base), "base": describe("base"),
             "adapters": {name: {**describe(name),
                                 "delta": bootstrap_interval([a - b for a, b in zip(row, base, strict=True)]),
-                                "changed": changed_share(choices["base"], choices[name])}
+                                "changed": changed_share(choices["base"], choices[name]),
+                                "auc_delta": auc_delta_interval(margin["base"], margin[name], truth)}
                          for name, row in correct.items() if name != "base"}}
 
 
 def render_markdown(result: dict[str, Any]) -> str:
     base = result["base"]
+    draw = ("topic-balanced: each topic asked as often on yes as on no items" if result.get("balanced_topics")
+            else "drawn as in rounds 9 to 12: yes items ask the abstract's own class, no items a random other one")
     lines = [f"{result['checks']} yes/no reading checks over medical abstracts (seed {result['seed']}; the demo's "
-             f"use seed 42), half yes, half no; base accuracy {100 * result['base_accuracy']:.1f} %, base answers "
-             f"\"Yes\" to {100 * base['yes_rate']:.1f} %, base AUC {base['auc']['mean']:.3f} "
+             f"use seed 42), half yes, half no, {draw}; base accuracy {100 * result['base_accuracy']:.1f} %, "
+             f"base answers \"Yes\" to {100 * base['yes_rate']:.1f} %, base AUC {base['auc']['mean']:.3f} "
              f"[{base['auc']['low']:.3f}, {base['auc']['high']:.3f}] (0.5 = no reading). Paired 95 % bootstrap "
              "intervals.", "",
-             "| adapter | accuracy | Δ over the base [95 % CI] | says \"Yes\" | base answers changed | AUC [95 % CI] |",
-             "| --- | --- | --- | --- | --- | --- |"]
+             "| adapter | accuracy | Δ over the base [95 % CI] | says \"Yes\" | base answers changed | AUC [95 % CI] "
+             "| AUC Δ over the base [95 % CI] |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, row in result["adapters"].items():
         d, a = row["delta"], row["auc"]
         lines.append(f"| `{name}` | {100 * row['accuracy']:.1f} % | {100 * d['mean']:+.1f} pp "
                      f"[{100 * d['low']:+.1f}, {100 * d['high']:+.1f}] | {100 * row['yes_rate']:.1f} % | "
-                     f"{100 * row['changed']:.1f} % | {a['mean']:.3f} [{a['low']:.3f}, {a['high']:.3f}] |")
+                     f"{100 * row['changed']:.1f} % | {a['mean']:.3f} [{a['low']:.3f}, {a['high']:.3f}] | "
+                     + (f"{row['auc_delta']['mean']:+.3f} [{row['auc_delta']['low']:+.3f}, "
+                        f"{row['auc_delta']['high']:+.3f}] |" if "auc_delta" in row else "not stored |"))
     if "topic_centred_auc" in base:
         lines += ["", "Topic-centred AUC (each margin minus the mean margin of its asked topic: reading within a "
                   "topic, free of a bias toward some topics):", "",
@@ -124,14 +137,17 @@ def rescore(files: Sequence[Path], csv_path: Path, out: Path) -> None:
     """One summary over earlier runs on the same checks (their base must agree), from stored log-likelihoods."""
     stored = [json.loads(f.read_text(encoding="utf-8")) for f in files]
     first = stored[0]
-    checks = build_reading_checks(csv_path, first["checks"], first["seed"])
+    balanced = first.get("balanced_topics", False)  # files of rounds 9 to 12 predate the field
+    checks = build_reading_checks(csv_path, first["checks"], first["seed"], balanced_topics=balanced)
     truth = [c.answer_index for c in checks]
     scores: dict[str, list[list[float]]] = {}
     for f, run in zip(files, stored, strict=True):
-        if run["truth"] != truth or run["loglikelihoods"]["base"] != first["loglikelihoods"]["base"]:
+        if (run.get("balanced_topics", False) != balanced or run["truth"] != truth
+                or run["loglikelihoods"]["base"] != first["loglikelihoods"]["base"]):
             raise SystemExit(f"{f}: other checks or another base than {files[0]}; rescore runs of one draw only")
         scores.update(run["loglikelihoods"])
-    result = summarize(scores, truth, first["seed"], topics=[c.condition for c in checks])
+    result = {**summarize(scores, truth, first["seed"], topics=[c.condition for c in checks]),
+              "balanced_topics": balanced}
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     out.with_suffix(".md").write_text(render_markdown(result), encoding="utf-8")
     print(render_markdown(result))
@@ -147,6 +163,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=300)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--own-or-random", action="store_true",
+                        help="draw the checks as rounds 9 to 12 did (own class or a random other one) instead of "
+                        "topic-balanced")
     parser.add_argument("--scales", default="1", help="comma-separated factors on each adapter's LoRA scaling "
                         "(1 = the adapter as trained; 0.5 = half its update)")
     args = parser.parse_args()
@@ -160,7 +179,8 @@ def main() -> None:
         return
     if not args.adapters:
         parser.error("give adapter directories, or --rescore earlier results")
-    checks = build_reading_checks(csv_path, args.n, args.seed)
+    balanced = not args.own_or_random
+    checks = build_reading_checks(csv_path, args.n, args.seed, balanced_topics=balanced)
     loaded = load_from_config(cfg.models.llm)
     prompts = [build_prompt(loaded.tokenizer, loaded.spec, c.question) for c in checks]
 
@@ -177,7 +197,7 @@ def main() -> None:
             scores[adapter.name if scale == 1 else f"{adapter.name} x{scale:g}"] = loglikelihoods(model)
         model.unload()
     truth = [c.answer_index for c in checks]
-    result = summarize(scores, truth, args.seed, topics=[c.condition for c in checks])
+    result = {**summarize(scores, truth, args.seed, topics=[c.condition for c in checks]), "balanced_topics": balanced}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps({**result, "truth": truth, "loglikelihoods": scores},
                                                         indent=1) + "\n", encoding="utf-8")

@@ -207,3 +207,31 @@ def test_topic_centred_auc_removes_a_bias_toward_asked_topics():
     assert topic_centred([1.0, 3.0, 5.0], ["x", "x", "y"]) == [-1.0, 1.0, 0.0]
     assert "Topic-centred AUC" in render_markdown(result)
     assert "topic_centred_auc" not in summarize({"base": biased}, truth, seed=0)["base"]
+
+
+def test_reading_check_rescore_rebuilds_the_draw_a_stored_run_names(abstracts_csv, tmp_path):
+    """Files from before the topic-balanced draw carry no ``balanced_topics``: they are re-scored on the old draw,
+    and runs of two draws are refused rather than summarised against the wrong truth."""
+    from reading_check import rescore
+
+    from medlora.evaluation.forgetting import build_reading_checks
+
+    def stored(name: str, balanced: bool | None) -> Path:
+        checks = build_reading_checks(abstracts_csv, 20, 3, balanced_topics=bool(balanced))
+        run = {"checks": 20, "seed": 3, "truth": [c.answer_index for c in checks],
+               "loglikelihoods": {"base": [[-1.0, -2.0]] * 20, name: [[-2.0, -1.0]] * 20}}
+        if balanced is not None:
+            run["balanced_topics"] = balanced
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(run), encoding="utf-8")
+        return path
+
+    old, new = stored("old", None), stored("new", True)
+    rescore([old], abstracts_csv, tmp_path / "old_summary")
+    assert json.loads((tmp_path / "old_summary.json").read_text())["balanced_topics"] is False
+    rescore([new], abstracts_csv, tmp_path / "new_summary")
+    summary = json.loads((tmp_path / "new_summary.json").read_text())
+    assert summary["balanced_topics"] is True and summary["adapters"]["new"]["changed"] == 1.0
+    assert "topic-balanced" in (tmp_path / "new_summary.md").read_text()
+    with pytest.raises(SystemExit, match="other checks"):
+        rescore([new, old], abstracts_csv, tmp_path / "mixed")

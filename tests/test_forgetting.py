@@ -15,6 +15,36 @@ def test_reading_checks_are_seeded_and_balanced(abstracts_csv):
     assert all(c.question.endswith("Answer yes or no.") and c.condition.lower() in c.question for c in checks)
 
 
+def test_reading_checks_ask_every_topic_as_often_on_yes_as_on_no_items(abstracts_csv):
+    from collections import Counter
+
+    from medlora.data.sources.abstracts import iter_abstracts
+
+    read = {a.row: a.condition for a in iter_abstracts(abstracts_csv)}
+    checks = build_reading_checks(abstracts_csv, 120, seed=42)  # 60 pairs: every topic with every other class
+    asked = Counter((c.condition, c.answer_index) for c in checks)
+    assert len(asked) == 10 and set(asked.values()) == {12}  # 5 topics x yes/no, 12 each
+    assert set(Counter((read[c.row], c.answer_index) for c in checks).values()) == {12}  # classes read evenly too
+    assert len({c.row for c in checks}) == 120
+    assert all((read[c.row] == c.condition) == (c.answer_index == 0) for c in checks)
+
+
+def test_a_topic_prior_scores_chance_on_the_balanced_draw_and_not_on_the_old_one(abstracts_csv):
+    """Saying "Yes" only to the most common class, without reading, beat chance on rounds 9-12's draw."""
+
+    def prior_accuracy(checks) -> float:
+        return sum((c.condition == "general pathological conditions") == (c.answer_index == 0)
+                   for c in checks) / len(checks)
+
+    assert prior_accuracy(build_reading_checks(abstracts_csv, 120, seed=42)) == 0.5
+    assert prior_accuracy(build_reading_checks(abstracts_csv, 120, seed=42, balanced_topics=False)) > 0.55
+
+
+def test_reading_checks_stop_when_a_class_runs_out(abstracts_csv):
+    checks = build_reading_checks(abstracts_csv, 5000, seed=1)
+    assert 0 < len(checks) < 5000 and len({c.row for c in checks}) == len(checks)
+
+
 def _outside(abstracts_csv, base: list[int], adapter: list[int]) -> dict:
     checks = build_reading_checks(abstracts_csv, len(base), seed=3)
     outside = OutsideSet({}, checks, answers={"base": {}, "adapter": {}},
@@ -118,3 +148,23 @@ def test_an_adapter_that_answers_against_the_truth_is_gated_even_where_the_base_
     assert within_noise(rows, needs_base_skill=True) == [row["label"]]
     note = reading_check_note({"reading_check_accuracy": row})
     assert note is not None and "go against the abstracts" in note
+
+
+def test_paired_auc_delta_flags_margins_that_stop_following_the_abstracts(abstracts_csv):
+    """Both models say "No" everywhere (accuracy equal), but only the base's margins rank yes items higher."""
+    from medlora.evaluation.forgetting import auc_delta_interval
+
+    checks = build_reading_checks(abstracts_csv, 40, seed=3)
+    truth = [c.answer_index for c in checks]
+    reads = [-1.0 if t == 0 else -2.0 for t in truth]
+    blind = [-1.5 + 0.01 * (i % 7) for i in range(len(truth))]
+    outside = OutsideSet({}, checks, answers={"base": {}, "adapter": {}},
+                         choices={"base": [1] * len(truth), "adapter": [1] * len(truth)},
+                         margins={"base": reads, "adapter": blind})
+    row = score_outside(outside, resamples=200, seed=0)["reading_check_accuracy"]
+    assert row["interval"]["low"] == row["interval"]["high"] == 0  # accuracy sees nothing
+    assert row["auc_delta"]["mean"] < -0.3 and row["auc_delta"]["high"] < 0
+    note = reading_check_note({"reading_check_accuracy": row})
+    assert note is not None and "measurably less than the base's" in note
+    same = auc_delta_interval(reads, reads, truth, resamples=100)
+    assert same == {"mean": 0.0, "low": 0.0, "high": 0.0}

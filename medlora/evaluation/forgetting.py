@@ -4,8 +4,9 @@ Two checks, each base vs adapter with a paired interval (a good adapter stays wi
 
 - **other specialties** — closed-book answers to another specialty's held-out questions (its prepared split);
 - **reading check** — yes/no questions over medical abstracts ("Is this abstract about nervous system
-  diseases?"), built from the abstracts' labels: half ask about the abstract's own class, half about another,
-  scored by log-likelihood of "Yes" vs "No", so it measures reading, not generation style. Its accuracy moves
+  diseases?"), built from the abstracts' labels in yes/no pairs that ask every topic as often on yes as on no
+  items (so no answer follows from the asked topic alone), scored by log-likelihood of "Yes" vs "No", so it
+  measures reading, not generation style. Its accuracy moves
   with how often a model says "Yes" as much as with reading, so each model's **AUC** of the "Yes" minus "No"
   log-likelihood is reported beside it: threshold-free, 0.5 when the model does not read the checks at all.
 """
@@ -23,7 +24,7 @@ from sklearn.metrics import roc_auc_score
 
 from medlora.config import MedloraConfig
 from medlora.data.records import QARecord
-from medlora.data.sources.abstracts import iter_abstracts
+from medlora.data.sources.abstracts import Abstract, iter_abstracts
 from medlora.evaluation.bootstrap import paired_bootstrap
 from medlora.evaluation.context import EvaluationContext, data_path, build_context
 from medlora.evaluation.likelihood import choose, score_options
@@ -48,20 +49,55 @@ class ReadingCheck:
     row: int
 
 
-def build_reading_checks(abstracts_csv: Path, n: int, seed: int) -> list[ReadingCheck]:
-    """``n`` seeded yes/no questions, balanced between yes and no."""
+def build_reading_checks(abstracts_csv: Path, n: int, seed: int, balanced_topics: bool = True) -> list[ReadingCheck]:
+    """``n`` seeded yes/no questions, half yes and half no, alternating.
+
+    ``balanced_topics`` (the default) builds them in pairs: one topic, one abstract of that class (yes) and one of
+    another class (no), topics taken in turn and the other class in turn. Every topic is then asked as often on
+    yes items as on no items, and every class is read as often, so neither the asked topic nor the abstract's
+    class alone tells the answer: only reading does. The older draw (``False``: each abstract asked about its
+    own class or a random other one) asked the most common class far more often on yes items, so a model that
+    says "Yes" most readily to that topic scored above chance without reading (docs/RESULTS.md, round 13); it
+    is kept to re-score the stored results of rounds 9 to 12. Stops early, with fewer checks, when a class runs
+    out of abstracts."""
     abstracts = list(iter_abstracts(abstracts_csv))
     conditions = sorted({a.condition for a in abstracts if a.condition})
     if len(conditions) < 2 or n <= 0:
         return []
     rng = random.Random(seed)
-    chosen = rng.sample(abstracts, min(n, len(abstracts)))
+    if not balanced_topics:
+        return _own_or_random_checks(abstracts, conditions, n, rng)
+    pools = {c: [a for a in abstracts if a.condition == c] for c in conditions}
+    for pool in pools.values():
+        rng.shuffle(pool)
+    order = list(conditions)
+    rng.shuffle(order)
+    checks: list[ReadingCheck] = []
+    for pair in range((n + 1) // 2):
+        asked = order[pair % len(order)]
+        others = [c for c in order if c != asked]
+        other = others[(pair // len(order)) % len(others)]
+        if not pools[asked] or not pools[other]:
+            break
+        for answer_index, abstract in ((0, pools[asked].pop()), (1, pools[other].pop())):
+            if len(checks) < n:
+                checks.append(_check(abstract, asked, answer_index))
+    return checks
+
+
+def _check(abstract: Abstract, asked: str, answer_index: int) -> ReadingCheck:
+    body = abstract.text[:ABSTRACT_CHARS].rsplit(" ", 1)[0]
+    return ReadingCheck(reading_question(body, asked), answer_index, asked, abstract.row)
+
+
+def _own_or_random_checks(abstracts: list[Abstract], conditions: list[str], n: int,
+                          rng: random.Random) -> list[ReadingCheck]:
+    """Rounds 9 to 12's draw: yes items ask the abstract's own class, no items a uniformly random other one."""
     checks = []
-    for i, abstract in enumerate(chosen):
+    for i, abstract in enumerate(rng.sample(abstracts, min(n, len(abstracts)))):
         yes = i % 2 == 0
         asked = abstract.condition if yes else rng.choice([c for c in conditions if c != abstract.condition])
-        body = abstract.text[:ABSTRACT_CHARS].rsplit(" ", 1)[0]
-        checks.append(ReadingCheck(reading_question(body, asked), 0 if yes else 1, asked, abstract.row))
+        checks.append(_check(abstract, asked, 0 if yes else 1))
     return checks
 
 
@@ -166,6 +202,8 @@ def score_outside(outside: OutsideSet, resamples: int, seed: int) -> dict[str, A
             truth = [c.answer_index for c in outside.checks]
             rows["reading_check_accuracy"]["auc"] = {
                 name: auc_interval(outside.margins[name], truth, resamples, seed) for name in ("base", "adapter")}
+            rows["reading_check_accuracy"]["auc_delta"] = auc_delta_interval(
+                outside.margins["base"], outside.margins["adapter"], truth, resamples, seed)
     return rows
 
 
@@ -192,6 +230,23 @@ def auc_interval(margins: Sequence[float], truth: Sequence[int], resamples: int 
             "high": draws[int(0.975 * resamples)]}
 
 
+def auc_delta_interval(base: Sequence[float], adapter: Sequence[float], truth: Sequence[int],
+                       resamples: int = 1000, seed: int = 0) -> dict[str, float]:
+    """Adapter minus base AUC with a paired 95 % bootstrap interval (both models on the same resampled checks).
+    Accuracy barely moves when a model says "Yes" to few checks, whatever its margins do; this says whether the
+    adapter's margins follow the abstracts measurably less (or more) than the base's."""
+    rng = random.Random(seed)
+    n = len(truth)
+    draws = []
+    for _ in range(resamples):
+        picked = [rng.randrange(n) for _ in range(n)]
+        sub = [truth[i] for i in picked]
+        draws.append(auc([adapter[i] for i in picked], sub) - auc([base[i] for i in picked], sub))
+    draws.sort()
+    return {"mean": auc(adapter, truth) - auc(base, truth), "low": draws[int(0.025 * resamples)],
+            "high": draws[int(0.975 * resamples)]}
+
+
 def yes_rate(choices: Sequence[int | None]) -> float:
     """The share of reading checks answered "Yes" (choice 0)."""
     return sum(c == 0 for c in choices) / len(choices) if choices else 0.0
@@ -209,9 +264,9 @@ def base_reads(row: dict[str, Any]) -> bool | None:
 
 
 def adapter_reverses(row: dict[str, Any]) -> bool:
-    """Whether the adapter's AUC interval lies wholly below 0.5: its "Yes" margin goes against the truth (by
-    misreading, or by a bias toward some asked topics, which yes and no items ask in different proportions) —
-    a change the check does measure even where the base reads nothing."""
+    """Whether the adapter's AUC interval lies wholly below 0.5: its "Yes" margin goes against the truth — a
+    change the check does measure even where the base reads nothing. (On rounds 9 to 12's draw a bias toward
+    some asked topics could do this too; the topic-balanced draw leaves misreading as the cause.)"""
     aucs = row.get("auc")
     return aucs is not None and aucs["adapter"]["high"] < 0.5
 

@@ -102,9 +102,14 @@ def reading_check_note(outside: dict[str, Any]) -> str | None:
         if not base_reads(row):
             note += (" The base does not read these checks above chance, so this check can show answers changed, "
                      "not reading lost.")
+        delta = row.get("auc_delta")
+        if delta:
+            note += (f" Adapter minus base AUC {delta['mean']:+.2f} [{delta['low']:+.2f}, {delta['high']:+.2f}]"
+                     + ("; the adapter's margins follow the abstracts measurably less than the base's, whatever "
+                        "the accuracy says." if delta["high"] < 0 else "."))
         if adapter_reverses(row):
-            note += (" The adapter's AUC lies below 0.5: its answers go against the abstracts (or follow the asked "
-                     "topic), a change this check does measure.")
+            note += (" The adapter's AUC lies below 0.5: its answers go against the abstracts, a change this check "
+                     "does measure.")
     return note
 
 
