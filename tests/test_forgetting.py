@@ -168,3 +168,19 @@ def test_paired_auc_delta_flags_margins_that_stop_following_the_abstracts(abstra
     assert note is not None and "measurably less than the base's" in note
     same = auc_delta_interval(reads, reads, truth, resamples=100)
     assert same == {"mean": 0.0, "low": 0.0, "high": 0.0}
+
+
+def test_the_html_report_shows_the_checks_that_decide_its_gate(tmp_path):
+    """The gate line of report.html is followed by the outside-the-specialty table and its note, as in report.md."""
+    from medlora.evaluation.report import write_reports
+
+    row = {"label": "Yes/no reading check (abstracts)", "base": 0.5, "adapter": 0.45, "n": 40,
+           "interval": {"delta": -0.05, "low": -0.1, "high": -0.01, "n": 40},
+           "yes_rate": {"base": 0.2, "adapter": 0.1}, "changed": 0.1}
+    report = {"samples": 40, "variants": {"base": {}, "adapter": {}}, "metric_labels": {},
+              "outside": {"reading_check_accuracy": row}, "gate": {"passed": False, "failures": [row["label"]]}}
+    write_reports(report, tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    gate_at = html.index("Quality gate FAILED")
+    assert gate_at < html.index("<h3>Outside the specialty</h3>") < html.index("-5.0 pp [-10.0 pp, -1.0 pp]")
+    assert "the adapter changes 10 % of the base&#x27;s answers" in html

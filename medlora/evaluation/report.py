@@ -197,7 +197,8 @@ def write_reports(report: dict[str, Any], output_dir: Path, loss_curve: Path | N
     json_path, md_path = output_dir / "report.json", output_dir / "report.md"
     json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     md_path.write_text(render_markdown(report), encoding="utf-8")
-    (output_dir / "report.html").write_text(render_html(report, loss_curve=loss_curve), encoding="utf-8")
+    html = render_html(report, loss_curve=loss_curve, checks_markdown=render_checks_markdown(report))
+    (output_dir / "report.html").write_text(html, encoding="utf-8")
     return json_path, md_path
 
 

@@ -132,7 +132,10 @@ def _markdown_table_html(markdown: str) -> str:
     return "".join(out)
 
 
-def render_html(report: dict[str, Any], loss_curve: Path | None = None) -> str:
+def render_html(report: dict[str, Any], loss_curve: Path | None = None, checks_markdown: str = "") -> str:
+    """``checks_markdown``: the outside-the-specialty table and its notes, as the markdown report renders them
+    (passed in, not rendered here, so this module needs nothing from ``report``), shown under the gate line that
+    they decide."""
     meta = report.get("meta", {})
     counts = report.get("counts", {})
     header, rows = metric_rows(report)
@@ -152,6 +155,8 @@ def render_html(report: dict[str, Any], loss_curve: Path | None = None) -> str:
         parts.append("<p class='pass'>Quality gate passed" + _esc(waived_text(gate)) + ".</p>" if gate["passed"] else
                      "<p class='fail'>Quality gate FAILED: " + _esc("; ".join(gate["failures"]) + waived_text(gate))
                      + "</p>")
+    if checks_markdown.strip():
+        parts.append(_markdown_table_html(checks_markdown))
     chart = metrics_chart_png(report)
     if chart:
         parts.append(f"<h2>Base vs adapter</h2><img alt='bar chart of the metrics, base vs adapter' "
