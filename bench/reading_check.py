@@ -133,6 +133,16 @@ def render_markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_results(result: dict[str, Any], truth: list[int], scores: dict[str, list[list[float]]],
+                  out: Path) -> None:
+    """``<out>.json`` with the log-likelihoods (so it can be re-scored in turn) and ``<out>.md``."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps({**result, "truth": truth, "loglikelihoods": scores},
+                                                   indent=1) + "\n", encoding="utf-8")
+    out.with_suffix(".md").write_text(render_markdown(result), encoding="utf-8")
+    print(render_markdown(result))
+
+
 def rescore(files: Sequence[Path], csv_path: Path, out: Path) -> None:
     """One summary over earlier runs on the same checks (their base must agree), from stored log-likelihoods."""
     stored = [json.loads(f.read_text(encoding="utf-8")) for f in files]
@@ -148,9 +158,7 @@ def rescore(files: Sequence[Path], csv_path: Path, out: Path) -> None:
         scores.update(run["loglikelihoods"])
     result = {**summarize(scores, truth, first["seed"], topics=[c.condition for c in checks]),
               "balanced_topics": balanced}
-    out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    out.with_suffix(".md").write_text(render_markdown(result), encoding="utf-8")
-    print(render_markdown(result))
+    write_results(result, truth, scores, out)
 
 
 def main() -> None:
@@ -198,11 +206,7 @@ def main() -> None:
         model.unload()
     truth = [c.answer_index for c in checks]
     result = {**summarize(scores, truth, args.seed, topics=[c.condition for c in checks]), "balanced_topics": balanced}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps({**result, "truth": truth, "loglikelihoods": scores},
-                                                        indent=1) + "\n", encoding="utf-8")
-    args.out.with_suffix(".md").write_text(render_markdown(result), encoding="utf-8")
-    print(render_markdown(result))
+    write_results(result, truth, scores, args.out)
 
 
 if __name__ == "__main__":

@@ -233,5 +233,7 @@ def test_reading_check_rescore_rebuilds_the_draw_a_stored_run_names(abstracts_cs
     summary = json.loads((tmp_path / "new_summary.json").read_text())
     assert summary["balanced_topics"] is True and summary["adapters"]["new"]["changed"] == 1.0
     assert "topic-balanced" in (tmp_path / "new_summary.md").read_text()
+    rescore([tmp_path / "new_summary.json"], abstracts_csv, tmp_path / "again")  # a summary keeps its scores
+    assert json.loads((tmp_path / "again.json").read_text())["adapters"] == summary["adapters"]
     with pytest.raises(SystemExit, match="other checks"):
         rescore([new, old], abstracts_csv, tmp_path / "mixed")

@@ -14,7 +14,7 @@ Two checks, each base vs adapter with a paired interval (a good adapter stays wi
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,15 +219,8 @@ def auc_interval(margins: Sequence[float], truth: Sequence[int], resamples: int 
                  seed: int = 0) -> dict[str, float]:
     """The AUC with a 95 % bootstrap interval over checks. When the base's interval includes 0.5 the check
     cannot show reading lost, only answers changed (docs/RESULTS.md, round 10)."""
-    rng = random.Random(seed)
-    n = len(margins)
-    draws = []
-    for _ in range(resamples):
-        picked = [rng.randrange(n) for _ in range(n)]
-        draws.append(auc([margins[i] for i in picked], [truth[i] for i in picked]))
-    draws.sort()
-    return {"mean": auc(margins, truth), "low": draws[int(0.025 * resamples)],
-            "high": draws[int(0.975 * resamples)]}
+    return _bootstrap(lambda picked: auc([margins[i] for i in picked], [truth[i] for i in picked]),
+                      len(truth), resamples, seed)
 
 
 def auc_delta_interval(base: Sequence[float], adapter: Sequence[float], truth: Sequence[int],
@@ -235,15 +228,22 @@ def auc_delta_interval(base: Sequence[float], adapter: Sequence[float], truth: S
     """Adapter minus base AUC with a paired 95 % bootstrap interval (both models on the same resampled checks).
     Accuracy barely moves when a model says "Yes" to few checks, whatever its margins do; this says whether the
     adapter's margins follow the abstracts measurably less (or more) than the base's."""
-    rng = random.Random(seed)
-    n = len(truth)
-    draws = []
-    for _ in range(resamples):
-        picked = [rng.randrange(n) for _ in range(n)]
+
+    def delta(picked: Sequence[int]) -> float:
         sub = [truth[i] for i in picked]
-        draws.append(auc([adapter[i] for i in picked], sub) - auc([base[i] for i in picked], sub))
-    draws.sort()
-    return {"mean": auc(adapter, truth) - auc(base, truth), "low": draws[int(0.025 * resamples)],
+        return auc([adapter[i] for i in picked], sub) - auc([base[i] for i in picked], sub)
+
+    return _bootstrap(delta, len(truth), resamples, seed)
+
+
+def _bootstrap(statistic: Callable[[Sequence[int]], float], n: int, resamples: int,
+               seed: int) -> dict[str, float]:
+    """``statistic`` on all ``n`` checks, with the 95 % percentile interval over seeded resamples of them. AUC is
+    not a per-check mean, so :func:`~medlora.evaluation.bootstrap.paired_bootstrap`'s additive statistics do not
+    apply."""
+    rng = random.Random(seed)
+    draws = sorted(statistic([rng.randrange(n) for _ in range(n)]) for _ in range(resamples))
+    return {"mean": statistic(range(n)), "low": draws[int(0.025 * resamples)],
             "high": draws[int(0.975 * resamples)]}
 
 
